@@ -359,6 +359,8 @@ typedef struct kiln_cloud_ops {
 	int (*record_get)(kiln_cloud *c, const char *name, kiln_record *out);
 	int (*record_put)(kiln_cloud *c, const char *name, const char *value);
 	int (*record_delete)(kiln_cloud *c, const char *name);
+	/* Names of the records under prefix ("/kiln/fleets/"), recursively. */
+	int (*record_list)(kiln_cloud *c, const char *prefix, kiln_strings *out);
 
 	/* The address builds should admit by default, e.g. "203.0.113.7/32"; ENOTFOUND if unknowable. */
 	int (*caller_cidr)(kiln_cloud *c, const char *subnet_id, kiln_buf *out);

@@ -356,3 +356,71 @@ done:
 	kiln_buf_release(&lockp);
 	return error;
 }
+
+static int collect_image_ids(const json_t *v, const char *key, kiln_strings *out)
+{
+	size_t klen = key ? strlen(key) : 0;
+	bool named = key && ((klen >= 8 && !strcmp(key + klen - 8, "image_id")) ||
+			     (klen >= 9 && !strcmp(key + klen - 9, "image_ids")));
+	int error;
+
+	if (json_is_string(v)) {
+		if (named && !kiln_strings_has(out, json_string_value(v)))
+			return kiln_strings_add(out, json_string_value(v));
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(v, i, e)
+			if ((error = collect_image_ids(e, named ? key : NULL, out)) < 0)
+				return error;
+	} else if (json_is_object(v)) {
+		const char *k;
+		json_t *e;
+		json_object_foreach((json_t *)v, k, e)
+			if ((error = collect_image_ids(e, k, out)) < 0)
+				return error;
+	}
+	return 0;
+}
+
+int kiln_registry_protected_images(kiln_cloud *c, kiln_strings *out)
+{
+	kiln_strings names = { 0 };
+	kiln_tags fleet = KILN_TAGS_INIT;
+	kiln_instance_list insts = { 0 };
+	kiln_instance_query q = { 0 };
+	size_t i;
+	int error;
+
+	if ((error = c->ops->record_list(c, "/kiln/fleets/", &names)) < 0)
+		goto done;
+	for (i = 0; i < names.n; i++) {
+		kiln_record rec = { 0 };
+		json_t *doc;
+		error = c->ops->record_get(c, names.items[i], &rec);
+		if (error == KILN_ENOTFOUND)
+			continue;
+		if (error < 0)
+			goto done;
+		doc = json_loads(rec.value, 0, NULL);
+		kiln_record_release(&rec);
+		error = doc ? collect_image_ids(doc, NULL, out) : 0;
+		json_decref(doc);
+		if (error < 0)
+			goto done;
+	}
+	if ((error = kiln_tags_set(&fleet, KILN_TAG_FLEET, "*")) < 0)
+		goto done;
+	q.tags = &fleet;
+	if ((error = c->ops->instances_describe(c, &q, &insts)) < 0)
+		goto done;
+	for (i = 0; i < insts.n; i++)
+		if (insts.items[i].image_id[0] && !kiln_strings_has(out, insts.items[i].image_id) &&
+		    (error = kiln_strings_add(out, insts.items[i].image_id)) < 0)
+			goto done;
+done:
+	kiln_strings_release(&names);
+	kiln_tags_release(&fleet);
+	kiln_instance_list_release(&insts);
+	return error;
+}

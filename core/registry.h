@@ -73,6 +73,15 @@ int kiln_registry_reserve_version(kiln_cloud *c, const char *name, const char *o
 void kiln_registry_version_record(char *out, size_t size, const char *name, int64_t version);
 
 /*
+ * Images that must never be pruned: every image id named in a record under
+ * "/kiln/fleets/" (the rollout lock, a fleet's state: by convention every
+ * member whose key ends in "image_id" or "image_ids", at any depth), and
+ * every image that a running or stopped instance tagged kiln:fleet runs.
+ * Record writers (rollout/) follow the naming convention.
+ */
+int kiln_registry_protected_images(kiln_cloud *c, kiln_strings *out);
+
+/*
  * The local cache: records images under "PROVIDER/REGION" in
  * STATE_DIR/registry.json (written atomically, under a lock), or drops
  * ids that no longer exist (remove).
