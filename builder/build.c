@@ -525,11 +525,12 @@ static int provision(struct build *b)
 	size_t i;
 	int error = 0;
 
+	kiln_step(b->ev, "provision", "provisioning: %zu provisioner%s", b->t->n_provisioners,
+		  b->t->n_provisioners == 1 ? "" : "s");
 	for (i = 0; i < b->t->n_provisioners; i++) {
 		const kiln_provisioner *p = &b->t->provisioners[i];
 		if (!b->session && (error = connect_instance(b, true)) < 0)
 			break;
-		kiln_step(b->ev, "provision", "%s", p->label);
 		if ((error = kiln_provision_run(b->opts->comm, b->session, p, b->ev, &stats)) < 0)
 			break;
 		/* after an expected disconnect (a reboot), the next one needs a new session */
@@ -841,11 +842,16 @@ int kiln_build_run(kiln_cloud *c, kiln_template *t, const kiln_build_options *op
 			  kiln_error_last()->message);
 	}
 	{
-		kiln_cleanup_options co = { false, b.ev, opts->firewall_delete_timeout_ms };
+		kiln_cleanup_options co = { false, b.ev, opts->firewall_delete_timeout_ms, true };
+		unsigned removed = 0;
+		uint64_t t0 = kiln_clock_now_ms();
 		kiln_step(b.ev, "cleanup", "%s", error == KILN_ECANCELLED ? "interrupted: removing what the build created"
 						  : error < 0 ? "build failed: removing what it created"
 							      : "removing the temporary resources");
-		cerr = kiln_cleanup_journal(c, &b.journal, &co, NULL);
+		cerr = kiln_cleanup_journal(c, &b.journal, &co, &removed);
+		if (cerr == 0)
+			kiln_info(b.ev, "removed %u temporary resource%s in %.1fs", removed,
+				  removed == 1 ? "" : "s", (double)(kiln_clock_now_ms() - t0) / 1000.0);
 	}
 	if (cerr < 0) {
 		const kiln_error *ce = kiln_error_last();

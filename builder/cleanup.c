@@ -20,7 +20,8 @@ static void say_removed(const kiln_cleanup_options *opts, const char *kind, cons
 			const char *build_id)
 {
 	bool dry = opts && opts->dry_run;
-	kiln_emit(opts ? opts->events : NULL, "resource", KILN_LEVEL_INFO,
+	kiln_emit(opts ? opts->events : NULL, "resource",
+		  opts && opts->quiet ? KILN_LEVEL_DEBUG : KILN_LEVEL_INFO,
 		  json_pack("{s:s,s:s,s:s,s:s}", "kind", kind, "id", id, "action",
 			    dry ? "would-delete" : "deleted", "build_id", build_id),
 		  "%s %s %s (build %s)", dry ? "would remove" : "removed", kind, id, build_id);

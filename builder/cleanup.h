@@ -26,6 +26,8 @@ typedef struct kiln_cleanup_options {
 	bool dry_run;                        /* say what would go, change nothing */
 	const kiln_events *events;           /* may be NULL */
 	uint64_t firewall_delete_timeout_ms; /* 0: 5 minutes */
+	/* each removal as a debug event (the build's own cleanup sums them up instead) */
+	bool quiet;
 } kiln_cleanup_options;
 
 typedef struct kiln_cleanup_result {

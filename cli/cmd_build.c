@@ -36,8 +36,12 @@ const char build_usage[] =
 static int template_failed(const cli_opts *opts)
 {
 	const kiln_error *e = kiln_error_last();
-	if (e->code != KILN_EINVALID && e->code != KILN_ENOMEM)
-		kiln_error_set(KILN_EINVALID, "%s", e->message);
+	if (e->code != KILN_EINVALID && e->code != KILN_ENOMEM) {
+		/* the message lives in the error being replaced: copy it first */
+		char msg[sizeof(e->message)];
+		snprintf(msg, sizeof(msg), "%s", e->message);
+		kiln_error_set(KILN_EINVALID, "%s", msg);
+	}
 	return cli_fail(opts);
 }
 
@@ -150,7 +154,7 @@ int cmd_build(int argc, char **argv)
 			json_decref(fields);
 			fprintf(stderr, "kiln: built %s@%lld (%s) in %.1fs", t->name,
 				(long long)res.version, res.image_id, (double)ms / 1000.0);
-			if (res.bytes_uploaded)
+			if (res.bytes_uploaded >= 1048576)
 				fprintf(stderr, "; uploaded %.1f MiB at %.1f MiB/s",
 					(double)res.bytes_uploaded / 1048576.0, rate);
 			fputc('\n', stderr);

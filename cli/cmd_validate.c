@@ -102,8 +102,12 @@ int cmd_validate(int argc, char **argv)
 	goto done;
 bad:
 	/* a template that does not load is bad input, whatever failed underneath */
-	if (kiln_error_last()->code != KILN_EINVALID)
-		kiln_error_set(KILN_EINVALID, "%s", kiln_error_last()->message);
+	if (kiln_error_last()->code != KILN_EINVALID) {
+		/* the message lives in the error being replaced: copy it first */
+		char msg[sizeof(kiln_error_last()->message)];
+		snprintf(msg, sizeof(msg), "%s", kiln_error_last()->message);
+		kiln_error_set(KILN_EINVALID, "%s", msg);
+	}
 	rc = cli_fail(&opts);
 done:
 	kiln_template_free(t);
