@@ -141,12 +141,14 @@ int cmd_build(int argc, char **argv)
 		double rate = res.upload_ms ? (double)res.bytes_uploaded / 1048576.0 /
 						      ((double)res.upload_ms / 1000.0)
 					    : 0;
-		json_t *fields = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "name", t->name,
-					   "version", (json_int_t)res.version, "image_id", res.image_id,
-					   "image_name", res.image_name, "source_image", res.source_image_id,
-					   "build_id", res.build_id, "duration_ms", (json_int_t)ms,
-					   "bytes_uploaded", (json_int_t)res.bytes_uploaded, "manifest",
-					   res.manifest_path);
+		json_t *fields = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:b}", "name",
+					   t->name, "version", (json_int_t)res.version, "image_id",
+					   res.image_id, "image_name", res.image_name, "source_image",
+					   res.source_image_id, "build_id", res.build_id, "duration_ms",
+					   (json_int_t)ms, "bytes_uploaded", (json_int_t)res.bytes_uploaded,
+					   "upload_ms", (json_int_t)res.upload_ms, "manifest",
+					   res.manifest_path, "host_key", res.host_key, "host_key_verified",
+					   res.host_key_verified);
 		if (opts.json) {
 			kiln_emit(&ev, "result", KILN_LEVEL_INFO, fields, "built %s@%lld", t->name,
 				  (long long)res.version);
