@@ -48,7 +48,11 @@ typedef struct kiln_ssh_options {
 	const kiln_events *events;
 } kiln_ssh_options;
 
-/* stream: 1 stdout, 2 stderr; line without its newline, capped at 64 KiB. */
+/*
+ * stream: 1 stdout, 2 stderr; line without its newline (nor a CR before
+ * it), capped at 64 KiB (a longer line comes in pieces); a last line
+ * without a newline is delivered too. exec accepts a NULL callback.
+ */
 typedef void (*kiln_ssh_output_fn)(void *ctx, int stream, const char *line, size_t len);
 
 typedef struct kiln_communicator {
