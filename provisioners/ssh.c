@@ -795,7 +795,7 @@ static int sftp_close(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *path,
 		return error;
 	if (error < 0) {
 		kiln_error_save(&saved);
-		if (!ss->dead && error != KILN_ECANCELLED) {
+		if (!ss->dead) {
 			kiln_cancel_shield_push();
 			RETRY(ss, rc, libssh2_sftp_close_handle(h),
 			      kiln_clock_now_ms() + CANCEL_GRACE_MS);

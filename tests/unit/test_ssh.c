@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -236,6 +237,39 @@ static void test_retry_until_sshd_starts_late(void **state)
 	comm->close(s);
 	kiln_buf_release(&log.names);
 	kiln_test_sshd_release(&late);
+}
+
+/* cloud-init installs the key after sshd is up: refusals are retried too */
+static void test_retry_until_key_accepted(void **state)
+{
+	kiln_keypair later;
+	kiln_ssh_options o;
+	evlog log = { 0, KILN_BUF_INIT };
+	kiln_events sink = { on_event, &log };
+	void *s = NULL;
+	pid_t pid;
+	int status;
+	(void)state;
+	NEED_SSHD();
+
+	assert_int_equal(kiln_keypair_generate_ed25519(&later, "later"), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+		_exit(kiln_test_sshd_authorize(&fx->sshd, later.public_openssh) == 0 ? 0 : 1);
+	}
+	o = options(&fx->sshd, &later);
+	o.events = &sink;
+	assert_int_equal(comm->connect(&s, &o), 0);
+	assert_true(log.attempts >= 2);
+	assert_non_null(strstr(log.names.ptr, "refused the key"));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	comm->close(s);
+	kiln_buf_release(&log.names);
+	kiln_keypair_release(&later);
 }
 
 static void test_timeout_when_nothing_listens(void **state)
@@ -599,12 +633,44 @@ static void test_upload_50mb_integrity(void **state)
 	free(data);
 }
 
+static void test_cancel_during_upload(void **state)
+{
+	struct itimerval it = { { 0, 0 }, { 0, 100000 } };
+	struct sigaction sa;
+	const size_t size = 200u << 20;
+	char *data, *dst;
+	void *s;
+	uint64_t t0;
+	(void)state;
+	NEED_SSHD();
+
+	data = calloc(1, size);
+	assert_non_null(data);
+	dst = tmp_path("cancelled.bin");
+	s = session_open();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
+	t0 = kiln_clock_now_ms();
+	setitimer(ITIMER_REAL, &it, NULL);
+	assert_error(comm->upload_data(s, data, size, dst, 0644), KILN_ECANCELLED, "SIGINT");
+	assert_true(kiln_clock_now_ms() - t0 < 1500);
+	kiln_cancel_reset();
+	signal(SIGALRM, SIG_DFL);
+	/* the session was left consistent enough to close cleanly */
+	comm->close(s);
+	unlink(dst);
+	free(dst);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exec_status_and_lines),
 		cmocka_unit_test(test_exec_long_lines_and_volume),
 		cmocka_unit_test(test_retry_until_sshd_starts_late),
+		cmocka_unit_test(test_retry_until_key_accepted),
 		cmocka_unit_test(test_timeout_when_nothing_listens),
 		cmocka_unit_test(test_host_key_pinned),
 		cmocka_unit_test(test_wrong_key_refused),
@@ -613,6 +679,7 @@ int main(void)
 		cmocka_unit_test(test_upload_file_with_mode),
 		cmocka_unit_test(test_upload_directory_trees),
 		cmocka_unit_test(test_upload_50mb_integrity),
+		cmocka_unit_test(test_cancel_during_upload),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
