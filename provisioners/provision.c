@@ -101,9 +101,9 @@ static void on_output(void *ctx, int stream, const char *line, size_t len)
 	run_ctx *rc = ctx;
 	const char *m;
 
-	if (stream == 2 && rc->marker[0] &&
-	    (m = memmem(line, len, rc->marker, strlen(rc->marker)))) {
-		/* "<marker> INDEX STATUS", maybe behind a partial line of stderr */
+	/* either stream: an execute_command may well say 2>&1 */
+	if (rc->marker[0] && (m = memmem(line, len, rc->marker, strlen(rc->marker)))) {
+		/* "<marker> INDEX STATUS", maybe behind a partial line */
 		char tail[64];
 		size_t k = (size_t)(m - line), rest = len - k - strlen(rc->marker);
 		long index = 0;

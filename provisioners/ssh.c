@@ -446,6 +446,9 @@ static int connect_once(ssh_session **out, const kiln_ssh_options *o, uint64_t d
 done:
 	if (error == KILN_ECANCELLED)
 		*retry = false;
+	/* a failed attempt is dropped without a goodbye that could wait */
+	if (ss)
+		ss->dead = true;
 	session_free(ss);
 	return error;
 }
@@ -944,14 +947,19 @@ static bool remote_is_dir(const LIBSSH2_SFTP_ATTRIBUTES *a)
 	return (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISDIR(a->permissions);
 }
 
-/* Creates path and its missing parents (mode, before the umask). */
-static int remote_mkdir_p(ssh_session *ss, const char *path, int mode)
+/*
+ * Creates path and its missing parents (mode, before the umask); *created
+ * (may be NULL) says whether path itself was made here.
+ */
+static int remote_mkdir_p(ssh_session *ss, const char *path, int mode, bool *created)
 {
 	LIBSSH2_SFTP_ATTRIBUTES a;
 	bool exists;
 	const char *slash;
 	int rc, error;
 
+	if (created)
+		*created = false;
 	if ((error = remote_stat(ss, path, &a, &exists)) < 0)
 		return error;
 	if (exists) {
@@ -965,7 +973,7 @@ static int remote_mkdir_p(ssh_session *ss, const char *path, int mode)
 		char *parent = kiln_view_dup((kiln_view){ path, (size_t)(slash - path) });
 		if (!parent)
 			return KILN_ENOMEM;
-		error = remote_mkdir_p(ss, parent, 0755);
+		error = remote_mkdir_p(ss, parent, 0755, NULL);
 		free(parent);
 		if (error < 0)
 			return error;
@@ -973,6 +981,8 @@ static int remote_mkdir_p(ssh_session *ss, const char *path, int mode)
 	RETRY(ss, rc, libssh2_sftp_mkdir_ex(ss->sftp, path, (unsigned int)strlen(path), mode), 0);
 	if (rc)
 		return ssh_error(ss, rc, "cannot create the directory '%s' on '%s'", path, ss->target);
+	if (created)
+		*created = true;
 	return 0;
 }
 
@@ -1000,18 +1010,24 @@ static char *path_join(const char *dir, const char *name)
 	return kiln_strdupf("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
 }
 
+/*
+ * Copies the directory local to remote. into_existing: remote is the
+ * destination of a "dir/" upload, whose mode is left alone if it existed
+ * (uploading "etc/" into /etc must not chmod /etc).
+ */
 static int upload_tree(ssh_session *ss, const char *local, const char *remote, int mode,
-		       int depth, uint64_t *bytes)
+		       bool into_existing, int depth, uint64_t *bytes)
 {
 	DIR *d = NULL;
 	struct dirent *e;
+	bool created;
 	int error;
 
 	if (depth > TREE_DEPTH_MAX)
 		return kiln_error_set(KILN_EINVALID, "'%s' is nested too deep (a symlink loop?)",
 				      local);
 	/* owner-writable while filling it; its own mode is set at the end */
-	if ((error = remote_mkdir_p(ss, remote, mode | 0700)) < 0)
+	if ((error = remote_mkdir_p(ss, remote, mode | 0700, &created)) < 0)
 		return error;
 	if (!(d = opendir(local)))
 		return kiln_error_set_os(KILN_ERROR, errno, "cannot read the directory '%s'", local);
@@ -1028,7 +1044,8 @@ static int upload_tree(ssh_session *ss, const char *local, const char *remote, i
 		else if (stat(l, &st) < 0)
 			error = kiln_error_set_os(KILN_ERROR, errno, "cannot upload '%s'", l);
 		else if (S_ISDIR(st.st_mode))
-			error = upload_tree(ss, l, r, (int)(st.st_mode & 07777), depth + 1, bytes);
+			error = upload_tree(ss, l, r, (int)(st.st_mode & 07777), false, depth + 1,
+					    bytes);
 		else if (S_ISREG(st.st_mode))
 			error = upload_file(ss, l, &st, r, bytes);
 		else
@@ -1043,7 +1060,7 @@ static int upload_tree(ssh_session *ss, const char *local, const char *remote, i
 		error = kiln_error_set_os(KILN_ERROR, errno, "cannot read the directory '%s'", local);
 		goto done;
 	}
-	error = sftp_chmod(ss, NULL, remote, mode);
+	error = into_existing && !created ? 0 : sftp_chmod(ss, NULL, remote, mode);
 done:
 	closedir(d);
 	return error;
@@ -1092,7 +1109,7 @@ static int ssh_upload(void *session, const char *local_path, const char *remote_
 			error = KILN_ENOMEM;
 			goto done;
 		}
-		error = upload_tree(ss, local, remote, (int)(st.st_mode & 07777), 0, bytes);
+		error = upload_tree(ss, local, remote, (int)(st.st_mode & 07777), contents, 0, bytes);
 	} else if (S_ISREG(st.st_mode)) {
 		LIBSSH2_SFTP_ATTRIBUTES a;
 		bool exists = false;

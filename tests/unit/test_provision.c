@@ -299,15 +299,16 @@ static void test_execute_command_override(void **state)
 	log_release(&log);
 	kiln_provisioner_release(&p);
 
-	/* set -e holds without the shebang too */
+	/* set -e holds without the shebang too; the failing command is found through 2>&1 */
 	{
 		static const char *const fail[] = { "false", "echo not-reached", NULL };
 		shell_inline(&p, fail);
-		p.execute_command = kiln_strdup("sh {{.Path}}");
+		p.execute_command = kiln_strdup("sh {{.Path}} 2>&1");
 		log_init(&log);
 		assert_error(provision(s, &p, &log, NULL), KILN_ERROR,
 			     "command `false` exited with status 1");
 		assert_null(strstr(log.out.ptr, "not-reached"));
+		assert_null(strstr(log.out.ptr, "kiln-failed-"));
 		log_release(&log);
 		kiln_provisioner_release(&p);
 	}

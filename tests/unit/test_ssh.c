@@ -567,6 +567,21 @@ static void test_upload_directory_trees(void **state)
 	free(p);
 	free(dest);
 
+	/* "app/" into an existing directory leaves that directory's own mode alone */
+	dest = tmp_path("dest3");
+	assert_int_equal(mkdir(dest, 0711), 0);
+	assert_int_equal(chmod(dest, 0711), 0);
+	assert_int_equal(comm->upload(s, src_slash, dest, &bytes), 0);
+	{
+		struct stat st;
+		assert_int_equal(stat(dest, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0711);
+		p = kiln_strdupf("%s/sub/run.sh", dest);
+		assert_file(p, "#!/bin/sh\n", 0755);
+		free(p);
+	}
+	free(dest);
+
 	/* uploading again over what is there works (directories exist already) */
 	dest = tmp_path("dest1");
 	assert_int_equal(comm->upload(s, src, dest, &bytes), 0);
