@@ -453,18 +453,23 @@ done:
 	return error;
 }
 
-static int ssh_connect(void **out, const kiln_ssh_options *o)
+static int ssh_connect(void **out, const kiln_ssh_options *opts)
 {
 	ssh_session *ss = NULL;
+	kiln_ssh_options copy, *o = &copy;
 	kiln_backoff backoff;
 	kiln_error last;
 	uint64_t start = kiln_clock_now_ms(), deadline;
 	unsigned attempt;
 	int error;
 
-	if (!o || !o->host || !*o->host || !o->username || !*o->username || !o->key ||
-	    !o->key->public_openssh || !o->key->private_openssh || o->port <= 0 || o->port > 65535)
+	if (!opts || !opts->host || !*opts->host || !opts->username || !*opts->username ||
+	    !opts->key || !opts->key->public_openssh || !opts->key->private_openssh ||
+	    opts->port < 0 || opts->port > 65535)
 		return kiln_error_set(KILN_EINVALID, "ssh needs a host, a port, a user and a key");
+	copy = *opts;
+	if (!copy.port)
+		copy.port = 22;
 	pthread_once(&init_once, init_libssh2);
 	if (init_rc != 0)
 		return kiln_error_set(KILN_ERROR, "cannot initialise libssh2");

@@ -33,7 +33,7 @@ void kiln_keypair_release(kiln_keypair *kp);
 
 typedef struct kiln_ssh_options {
 	const char *host;
-	int port;                    /* 22 */
+	int port;                    /* 0: 22 */
 	const char *username;
 	const kiln_keypair *key;
 	/*
