@@ -387,7 +387,7 @@ static void test_scripts(void **state)
 /* Kills the session's sshd process from inside, the way a reboot drops it. */
 #define DROP_CONNECTION                                                         \
 	"p=$PPID; while [ \"$(cat /proc/$p/comm)\" != sshd ]; do "              \
-	"p=$(cut -d' ' -f4 /proc/$p/stat); done; sleep 0.3; kill -9 $p; sleep 5"
+	"p=$(cut -d' ' -f4 /proc/$p/stat); done; sleep 1; kill -9 $p; sleep 5"
 
 static void test_expect_disconnect(void **state)
 {
