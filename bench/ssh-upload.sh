@@ -47,7 +47,11 @@ trap cleanup EXIT
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/host" </dev/null
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/client" </dev/null
 cp "$tmp/client.pub" "$tmp/authorized_keys"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# a random high port nothing answers on
+while :; do
+	port=$((20000 + RANDOM % 40000))
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+done
 mkdir -p /run/sshd
 cat >"$tmp/sshd_config" <<EOF
 Port $port
