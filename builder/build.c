@@ -531,10 +531,11 @@ static int provision(struct build *b)
 		const kiln_provisioner *p = &b->t->provisioners[i];
 		if (!b->session && (error = connect_instance(b, true)) < 0)
 			break;
+		stats.disconnected = false;
 		if ((error = kiln_provision_run(b->opts->comm, b->session, p, b->ev, &stats)) < 0)
 			break;
 		/* after an expected disconnect (a reboot), the next one needs a new session */
-		if (p->expect_disconnect)
+		if (stats.disconnected)
 			disconnect(b);
 		if ((error = kiln_sleep_ms(0)) < 0)
 			break;

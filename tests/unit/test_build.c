@@ -518,6 +518,24 @@ static void test_expect_disconnect_reconnects(void **state)
 	assert_int_equal(f->fc->connects, 2);
 	assert_true(fakecomm_ran(f->fc, "after-reboot"));
 	assert_clean(f);
+
+	/* expect_disconnect without a disconnect: the session goes on */
+	new_cloud(f);
+	fakecomm_reset();
+	write_template(f, NULL,
+		       "[{\"type\": \"shell\", \"inline\": [\"no-reboot-after-all\"], \"expect_disconnect\": true},\n"
+		       " {\"type\": \"shell\", \"inline\": [\"after\"]}]");
+	assert_int_equal(build(f, KILN_ON_ERROR_CLEANUP, &res), 0);
+	assert_int_equal(fakecomm_get()->connects, 1);
+	assert_clean(f);
+
+	/* a drop nobody expected fails the build */
+	new_cloud(f);
+	fakecomm_reset();
+	write_template(f, NULL, "[{\"type\": \"shell\", \"inline\": [\"reboot-now\"]}]");
+	fakecomm_rule_add(fakecomm_get(), "reboot-now", 0, NULL, NULL)->disconnect = true;
+	assert_error(build(f, KILN_ON_ERROR_CLEANUP, &res), KILN_ERROR, "the connection dropped");
+	assert_clean(f);
 }
 
 static void test_ssm_parameter(void **state)
