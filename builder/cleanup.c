@@ -383,6 +383,7 @@ static int run_journal(void *ctx, kiln_journal *j, const char *dir, const char *
 	const char *bid = kiln_journal_str(j, "build_id");
 	const char *prov = kiln_journal_str(j, "provider"), *region = kiln_journal_str(j, "region");
 	char scope[2 * KILN_ID_MAX + 2], why[512];
+	kiln_lock lock = KILN_LOCK_INIT;
 	unsigned removed = 0;
 	int error;
 	(void)path;
@@ -402,11 +403,28 @@ static int run_journal(void *ctx, kiln_journal *j, const char *dir, const char *
 			  kiln_journal_str(j, "name") ? kiln_journal_str(j, "name") : "?", why);
 		return 0;
 	}
+	/*
+	 * Hold the build's lock while settling it: a build cannot come back
+	 * under its id, a second `kiln cleanup` leaves it to us, and releasing
+	 * removes the lock file the dead build left.
+	 */
+	if (!r->opts->dry_run && kiln_journal_str(j, "host") &&
+	    !strcmp(kiln_journal_str(j, "host"), r->host)) {
+		char lockp[4096];
+		snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, bid);
+		if (kiln_lock_acquire(&lock, lockp, 0) < 0) {
+			kiln_error_clear();
+			r->res->running++;
+			kiln_info(r->opts->events, "leaving build %s alone: its lock was just taken", bid);
+			return 0;
+		}
+	}
 	kiln_info(r->opts->events, "%s build %s of '%s' (started %s)",
 		  r->opts->dry_run ? "would clean up" : "cleaning up", bid,
 		  kiln_journal_str(j, "name") ? kiln_journal_str(j, "name") : "?",
 		  kiln_journal_str(j, "started_at") ? kiln_journal_str(j, "started_at") : "?");
 	error = kiln_cleanup_journal(r->c, j, r->opts, &removed);
+	kiln_lock_release(&lock);
 	r->res->builds++;
 	r->res->removed += removed;
 	if (error == KILN_ENOMEM)

@@ -713,7 +713,7 @@ static void test_crash_then_cleanup(void **state)
 	kiln_resource_list found = { 0 };
 	kiln_tags any = KILN_TAGS_INIT;
 	kiln_journal j = KILN_JOURNAL_INIT;
-	char path[4096];
+	char path[4096], crashed_id[KILN_BUILD_ID_MAX];
 	unsigned leftovers = 0;
 	size_t i;
 
@@ -744,6 +744,7 @@ static void test_crash_then_cleanup(void **state)
 	{
 		const char *bid = kiln_tags_get(&found.items[0].tags, KILN_TAG_BUILD_ID);
 		snprintf(res.build_id, sizeof(res.build_id), "%s", bid);
+		snprintf(crashed_id, sizeof(crashed_id), "%s", bid);
 	}
 	kiln_resource_list_release(&found);
 	kiln_tags_release(&any);
@@ -792,6 +793,9 @@ static void test_crash_then_cleanup(void **state)
 	assert_int_equal(cr.removed, 3);
 	assert_true(has_event(f, "resource", "message", "removed firewall"));
 	assert_clean(f);
+	/* the dead build's lock file went with it */
+	snprintf(path, sizeof(path), "%s/builds/%s.lock", f->state, crashed_id);
+	assert_false(kiln_path_exists(path));
 
 	/* and again: nothing left */
 	assert_int_equal(kiln_cleanup_run(f->c, &co, &cr), 0);
