@@ -670,12 +670,15 @@ static int write_manifest(struct build *b, const kiln_image *img)
 		snprintf(artifact, sizeof(artifact), "%s", img->id);
 	snprintf(v, sizeof(v), "%lld", (long long)b->res->version);
 	/* Packer's shape, so CI scripts that read Packer's manifest read this one */
-	entry = json_pack("{s:s,s:s,s:I,s:n,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s}}", "name", b->t->name,
-			  "builder_type", kiln_cloud_name(b->c), "build_time",
+	entry = json_pack("{s:s,s:s,s:I,s:n,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "name",
+			  b->t->name, "builder_type", kiln_cloud_name(b->c), "build_time",
 			  (json_int_t)kiln_clock_wall_s(), "files", "artifact_id", artifact,
 			  "packer_run_uuid", b->res->build_id, "custom_data", "version", v,
 			  "image_name", b->res->image_name, "image_id", img->id, "source_image",
-			  b->source.id, "template_sha256", b->t->sha256, "build_id", b->res->build_id);
+			  b->source.id, "template_sha256", b->t->sha256, "build_id", b->res->build_id,
+			  "host_key", b->res->host_key,
+			  /* a recorded key was trusted on first use; a verified one matched the console */
+			  "host_key_check", b->res->host_key_verified ? "verified" : "recorded");
 	if (!entry || json_array_append_new(builds, entry) < 0) {
 		error = kiln_error_set(KILN_ENOMEM, "out of memory");
 		goto done;

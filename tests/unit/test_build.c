@@ -260,6 +260,10 @@ static void test_build_success(void **state)
 		assert_string_equal(json_string_value(json_object_get(b0, "name")), "web");
 		assert_string_equal(json_string_value(json_object_get(json_object_get(b0, "custom_data"), "version")), "1");
 		assert_string_equal(json_string_value(json_object_get(m, "last_run_uuid")), res.build_id);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(b0, "custom_data"), "host_key")),
+				    "SHA256:fakehostkey");
+		assert_string_equal(json_string_value(json_object_get(json_object_get(b0, "custom_data"), "host_key_check")),
+				    "recorded");
 	}
 	json_decref(m);
 	kiln_buf_release(&manifest);
@@ -917,6 +921,15 @@ static void test_version_race(void **state)
 	assert_int_equal(build(f, KILN_ON_ERROR_CLEANUP, &res), 0);
 	assert_int_equal(res.version, 2);
 	assert_string_equal(res.image_name, "web-v2");
+	assert_clean(f);
+
+	/* SSM refused: say what kiln needs, create nothing */
+	new_cloud(f);
+	write_template(f, NULL, NULL);
+	memcloud_fail(f->mc, "record_create", 1, KILN_EAUTH, "AccessDeniedException");
+	assert_error(build(f, KILN_ON_ERROR_CLEANUP, &res), KILN_EAUTH,
+		     "kiln reserves image versions in SSM Parameter Store and needs ssm:PutParameter");
+	assert_int_equal(memcloud_calls(f->mc, "keypair_import"), 0);
 	assert_clean(f);
 
 	/* existing images 1..3: the next is 4 */
