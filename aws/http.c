@@ -676,7 +676,7 @@ static int fail_fault(const kiln_aws_request *req, const kiln_aws_fault *f,
 		return kiln_error_set_cloud(code, f->http_status, "", f->request_id,
 					    "%s %s: HTTP %d with a body that is not an AWS error%s%s%s%s",
 					    svc, req->action, f->http_status, hint[0] ? " ('" : "", hint,
-					    hint[0] ? "'" : "", after);
+					    hint[0] ? "')" : "", after);
 	}
 	if (!strcmp(f->code, "UnauthorizedOperation") || !strcmp(f->code, "AccessDenied") ||
 	    !strcmp(f->code, "AccessDeniedException")) {
