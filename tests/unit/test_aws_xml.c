@@ -49,12 +49,15 @@ static void test_lookups_ignore_namespaces(void **state)
 	assert_int_equal(n, 2);
 	inst = kiln_xml_path(root, "reservationSet/item/instancesSet/item");
 	assert_non_null(inst);
+	/* the capture stopped one of the two; moto lists them in either order */
 	assert_int_equal(kiln_xml_copy(id, sizeof(id), inst, "instanceState/name"), 0);
-	assert_string_equal(id, "running");
-	assert_int_equal(kiln_xml_int(inst, "instanceState/code", -1), 16);
-	/* the capture stopped the other one */
-	assert_int_equal(kiln_xml_copy(id, sizeof(id), kiln_xml_next(inst), "instanceState/name"), 0);
+	if (!strcmp(id, "running")) {
+		assert_int_equal(kiln_xml_int(inst, "instanceState/code", -1), 16);
+		inst = kiln_xml_next(inst);
+	}
+	assert_int_equal(kiln_xml_copy(id, sizeof(id), inst, "instanceState/name"), 0);
 	assert_string_equal(id, "stopped");
+	assert_int_equal(kiln_xml_int(inst, "instanceState/code", -1), 80);
 	assert_int_equal(kiln_xml_int(inst, "no/such", 7), 7);
 	/* an absent path is "" for copy and NULL for text */
 	assert_int_equal(kiln_xml_copy(id, sizeof(id), inst, "noSuchThing"), 0);

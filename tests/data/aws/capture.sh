@@ -34,7 +34,7 @@ j() {
 		-H 'Content-Type: application/x-amz-json-1.1' -H "X-Amz-Target: AmazonSSM.$action" --data "$*" "http://127.0.0.1:$port/"
 }
 # x FILE XPATH-ish: the text of the first <tag> in FILE
-x() { sed -n "s|.*<$2>\([^<]*\)</$2>.*|\1|p" "$here/$1" | head -1; }
+x() { grep -o "<$2>[^<]*</$2>" "$here/$1" | sed "s|<[^>]*>||g" | head -1; }
 E='Version=2016-11-15'
 T='TagSpecification.1.Tag.1.Key=kiln%3Abuild-id&TagSpecification.1.Tag.1.Value=b-1'
 
@@ -69,8 +69,8 @@ L='Version=2015-12-01'
 tg_reply=$(mktemp)
 curl -s -o "$tg_reply" -H "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/elasticloadbalancing/aws4_request, SignedHeaders=host, Signature=00" \
 	--data "Action=CreateTargetGroup&$L&Name=web&Protocol=HTTP&Port=80&VpcId=$vpc" "http://127.0.0.1:$port/"
-tg=$(sed -n 's|.*<TargetGroupArn>\([^<]*\)</TargetGroupArn>.*|\1|p' "$tg_reply"); rm -f "$tg_reply"
-i2=$(sed -n 's|.*<instanceId>\([^<]*\)</instanceId>.*|\1|p' "$here/ec2-run-instances.xml" | tail -1)
+tg=$(grep -o "<TargetGroupArn>[^<]*</TargetGroupArn>" "$tg_reply" | sed "s|<[^>]*>||g" | head -1); rm -f "$tg_reply"
+i2=$(grep -o "<instanceId>[^<]*</instanceId>" "$here/ec2-run-instances.xml" | sed "s|<[^>]*>||g" | sed -n 2p)
 q elasticloadbalancing elbv2-describe-target-groups.xml "Action=DescribeTargetGroups&$L&TargetGroupArns.member.1=$tg"
 q elasticloadbalancing elbv2-describe-target-group-attributes.xml "Action=DescribeTargetGroupAttributes&$L&TargetGroupArn=$tg"
 q elasticloadbalancing elbv2-register-targets.xml "Action=RegisterTargets&$L&TargetGroupArn=$tg&Targets.member.1.Id=$i2"
