@@ -464,14 +464,16 @@ static void test_elb_classic(void **state)
 	kiln_target_list health = { 0 };
 	int drain = -1;
 	static const struct {
-		const char *state, *reason;
+		const char *state, *reason, *description;
 		kiln_health want;
 	} map[] = {
-		{ "InService", "N/A", KILN_HEALTH_HEALTHY },
-		{ "OutOfService", "ELB", KILN_HEALTH_INITIAL },
-		{ "OutOfService", "Instance", KILN_HEALTH_UNHEALTHY },
-		{ "Unknown", "N/A", KILN_HEALTH_UNUSED },
-		{ "Bogus", "", KILN_HEALTH_UNKNOWN },
+		{ "InService", "N/A", "N/A", KILN_HEALTH_HEALTHY },
+		{ "InService", "N/A", "Instance deregistration currently in progress.", KILN_HEALTH_DRAINING },
+		{ "OutOfService", "ELB", "Instance registration is still in progress.", KILN_HEALTH_INITIAL },
+		{ "OutOfService", "ELB", "Instance is not currently registered with the LoadBalancer.", KILN_HEALTH_UNUSED },
+		{ "OutOfService", "Instance", "Instance has failed at least the UnhealthyThreshold number of health checks consecutively.", KILN_HEALTH_UNHEALTHY },
+		{ "Unknown", "N/A", "N/A", KILN_HEALTH_UNUSED },
+		{ "Bogus", "", "", KILN_HEALTH_UNKNOWN },
 	};
 	size_t i;
 	(void)state;
@@ -480,6 +482,7 @@ static void test_elb_classic(void **state)
 		memset(&s, 0, sizeof(s));
 		snprintf(s.state, sizeof(s.state), "%s", map[i].state);
 		snprintf(s.reason_code, sizeof(s.reason_code), "%s", map[i].reason);
+		snprintf(s.description, sizeof(s.description), "%s", map[i].description);
 		assert_int_equal(kiln_elb_health_of(&s), map[i].want);
 	}
 
