@@ -653,7 +653,8 @@ static void fault_from_reply(kiln_aws_fault *f, kiln_aws_protocol protocol,
 	f->http_status = r->status;
 	if (protocol == KILN_AWS_JSON)
 		json_fault(f, r);
-	else
+	/* XML for Query services, and what moto sends SSM callers whose signature it refuses */
+	if (!f->code[0])
 		kiln_xml_parse_fault(f, r->body.ptr, r->body.len);
 	if (!f->request_id[0])
 		snprintf(f->request_id, sizeof(f->request_id), "%s", r->request_id);

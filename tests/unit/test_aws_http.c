@@ -524,6 +524,12 @@ static void test_json_errors(void **state)
 	assert_error(kiln_aws_call(client, &req, &out), KILN_EAUTH, "AccessDeniedException");
 	kiln_buf_release(&out);
 	assert_int_equal(mock.n_requests, 3);
+	/* moto refuses an SSM signature in XML, not JSON */
+	kiln_awsmock_push_file(&mock, 403, "elbv2-error-signature.xml");
+	assert_error(kiln_aws_call(client, &req, &out), KILN_EAUTH,
+		     "ssm GetParameter: AWS rejected the credentials: The security token included in the "
+		     "request is invalid. (InvalidClientTokenId)");
+	kiln_buf_release(&out);
 }
 
 static void test_cancelled_during_backoff(void **state)
