@@ -327,6 +327,8 @@ static int curl_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &call);
 	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (req->fresh_connection)
+		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
 	if (!strcmp(req->method, "POST")) {
 		curl_easy_setopt(curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -773,6 +775,7 @@ static int sign_and_send(kiln_aws_client *c, const kiln_aws_request *req, const 
 	wr.connect_timeout_ms = c->opts.connect_timeout_ms;
 	wr.timeout_ms = c->opts.timeout_ms;
 	wr.ca_bundle = c->cfg->ca_bundle;
+	wr.fresh_connection = (req->flags & KILN_AWS_NOT_IDEMPOTENT) != 0;
 	error = c->transport.send(c->transport.ctx, &wr, reply, maybe_sent);
 	kiln_sigv4_result_release(&res);
 	return error;

@@ -67,6 +67,13 @@ typedef struct kiln_aws_wire_request {
 	uint64_t connect_timeout_ms;
 	uint64_t timeout_ms;
 	const char *ca_bundle;            /* NULL: the system's */
+	/*
+	 * Send on a new connection. libcurl quietly sends a request again when
+	 * a reused keep-alive connection dies before any reply, which would
+	 * repeat an action that is not idempotent behind our back; it never
+	 * does so on a fresh connection.
+	 */
+	bool fresh_connection;
 } kiln_aws_wire_request;
 
 typedef struct kiln_aws_wire_reply {

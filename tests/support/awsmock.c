@@ -86,6 +86,7 @@ static int mock_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 	r->url = strdup(req->url);
 	r->body = strndup(req->body ? req->body : "", req->body_len);
 	r->wall_s = kiln_clock_wall_s();
+	r->fresh_connection = req->fresh_connection;
 	for (i = 0; i < req->n_headers; i++)
 		kiln_tags_set(&r->headers, req->headers[i].name, req->headers[i].value);
 	parse_params(r);

@@ -33,6 +33,7 @@ typedef struct kiln_mock_request {
 	kiln_tags headers; /* name -> value, names as sent */
 	kiln_tags params;  /* Query form fields, decoded; or the JSON body's top-level strings */
 	int64_t wall_s;    /* the (virtual) wall clock when it was sent */
+	bool fresh_connection;
 } kiln_mock_request;
 
 typedef struct kiln_awsmock {

@@ -430,6 +430,12 @@ static void test_not_idempotent(void **state)
 	assert_int_equal(call_query("CreateImage", "Action=CreateImage", KILN_AWS_NOT_IDEMPOTENT, &out), 0);
 	kiln_buf_release(&out);
 	assert_int_equal(mock.n_requests, 6);
+	/* never on a reused connection, where libcurl would resend it on its own */
+	assert_true(kiln_awsmock_request(&mock, 5)->fresh_connection);
+	kiln_awsmock_push(&mock, 200, "<ok/>");
+	assert_int_equal(call_query("DescribeVpcs", "Action=DescribeVpcs", 0, &out), 0);
+	kiln_buf_release(&out);
+	assert_false(kiln_awsmock_request(&mock, 6)->fresh_connection);
 }
 
 static void test_clock_skew_is_corrected(void **state)
