@@ -227,6 +227,22 @@ struct curl_call {
 	bool too_big;
 };
 
+/*
+ * A request is a wait too: SIGINT/SIGTERM abort it (libcurl calls this about
+ * once a second while idle), unless a cleanup shield is up. What an aborted
+ * create may have made carries kiln's tags, so cleanup can still find it.
+ */
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)ctx;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return kiln_sleep_ms(0) < 0 ? 1 : 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ctx)
 {
 	struct curl_call *call = ctx;
@@ -327,6 +343,9 @@ static int curl_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &call);
 	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &call);
 	if (req->fresh_connection)
 		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
 	if (!strcmp(req->method, "POST")) {
@@ -352,6 +371,9 @@ static int curl_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 		error = call.too_big ? kiln_error_set(KILN_ENOMEM, "the reply from '%s' is larger than %zu bytes",
 						      req->url, reply->body.max)
 				     : kiln_error_set(KILN_ERROR, "%s", errbuf);
+		break;
+	case CURLE_ABORTED_BY_CALLBACK:
+		error = kiln_error_set(KILN_ECANCELLED, "interrupted while waiting for '%s'", req->url);
 		break;
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_RESOLVE_PROXY:

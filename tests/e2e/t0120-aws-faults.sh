@@ -172,4 +172,18 @@ test_expect_success 'DependencyViolation outlasting the timeout: a timeout, then
 	! moto_cli ec2 describe-security-groups --group-ids $sg 2>/dev/null
 '
 
+test_expect_success 'a signal during a slow request: kiln stops at once with exit 4' '
+	front_config "{\"fault_rate\": 1, \"faults_before\": [\"latency\"], \"faults_after\": [],
+		\"latency_ms\": 30000}" &&
+	start=$(date +%s) &&
+	{ "$KILN" whoami >out 2>err & pid=$!; } &&
+	sleep 1 &&
+	kill -TERM $pid &&
+	{ wait $pid; rc=$?; } &&
+	test $rc = 4 &&
+	test $(($(date +%s) - start)) -le 6 &&
+	grep "^kiln: error: .*interrupted" err &&
+	front_config "{}"
+'
+
 test_done
