@@ -129,10 +129,21 @@ int kiln_elb_deregister_instances(kiln_aws_client *c, const char *name, const ch
 
 kiln_health kiln_elb_health_of(const kiln_elb_instance_state *s)
 {
+	/*
+	 * Classic ELB tells draining and "not registered" apart only in the
+	 * description: with connection draining on, a deregistered instance
+	 * stays InService "Instance deregistration currently in progress."
+	 * until the timeout, then reads OutOfService (reason ELB) "Instance is
+	 * not currently registered with the LoadBalancer."
+	 */
 	if (!strcmp(s->state, "InService"))
-		return KILN_HEALTH_HEALTHY;
-	if (!strcmp(s->state, "OutOfService"))
+		return strstr(s->description, "deregistration currently in progress") ? KILN_HEALTH_DRAINING
+										       : KILN_HEALTH_HEALTHY;
+	if (!strcmp(s->state, "OutOfService")) {
+		if (strstr(s->description, "not currently registered"))
+			return KILN_HEALTH_UNUSED;
 		return !strcmp(s->reason_code, "ELB") ? KILN_HEALTH_INITIAL : KILN_HEALTH_UNHEALTHY;
+	}
 	if (!strcmp(s->state, "Unknown"))
 		return KILN_HEALTH_UNUSED;
 	return KILN_HEALTH_UNKNOWN;

@@ -37,10 +37,12 @@ typedef struct kiln_elb_instance_state {
 } kiln_elb_instance_state;
 
 /*
- * The classic states in kiln's terms: InService -> healthy; OutOfService
+ * The classic states in kiln's terms: InService -> healthy, or draining
+ * while "Instance deregistration currently in progress."; OutOfService
  * with reason "ELB" (registration still in progress) -> initial, with
- * reason "Instance" (failed health checks) -> unhealthy; Unknown -> unused
- * (what an instance not registered shows).
+ * reason "Instance" (failed health checks) -> unhealthy, "not currently
+ * registered" -> unused; Unknown -> unused (what moto says of an instance
+ * not registered).
  */
 kiln_health kiln_elb_health_of(const kiln_elb_instance_state *s);
 

@@ -12,7 +12,7 @@
  *    total timeouts; TLS verification always on (AWS_CA_BUNDLE, else the
  *    system's store); curl's own proxy variables are honoured;
  *  - reads the reply into a buffer capped at 16 MiB;
- *  - retries the way the AWS SDKs' "standard" mode does (docs/aws-client.md):
+ *  - retries the way the AWS SDKs' "standard" mode does (docs/aws-configuration.md, "Retries"):
  *    at most max_attempts attempts (3, or AWS_MAX_ATTEMPTS), sleeping
  *    rand(0,1) * min(2^(attempt-1) s, 20 s) between them (full jitter),
  *    each retry paid from a retry quota of 500 tokens (5 a retry, 10
@@ -67,6 +67,13 @@ typedef struct kiln_aws_wire_request {
 	uint64_t connect_timeout_ms;
 	uint64_t timeout_ms;
 	const char *ca_bundle;            /* NULL: the system's */
+	/*
+	 * Send on a new connection. libcurl quietly sends a request again when
+	 * a reused keep-alive connection dies before any reply, which would
+	 * repeat an action that is not idempotent behind our back; it never
+	 * does so on a fresh connection.
+	 */
+	bool fresh_connection;
 } kiln_aws_wire_request;
 
 typedef struct kiln_aws_wire_reply {

@@ -730,12 +730,16 @@ static int aws_firewall_delete(kiln_cloud *c, const char *id, uint64_t timeout_m
 		if (strcmp(cloud_code(), "DependencyViolation") && strcmp(cloud_code(), "InvalidGroup.InUse"))
 			return kiln_error_prefix("cannot delete security group '%s'", id);
 		now = kiln_clock_now_ms();
-		if (now - start >= timeout_ms)
-			return kiln_error_set_cloud(KILN_ETIMEOUT, kiln_error_last()->http_status,
-						    cloud_code(), kiln_error_last()->request_id,
+		if (now - start >= timeout_ms) {
+			kiln_error last; /* the setter clears what it would copy from */
+			kiln_error_save(&last);
+			return kiln_error_set_cloud(KILN_ETIMEOUT, last.http_status, last.cloud_code,
+						    last.request_id,
 						    "security group '%s' is still in use after %llu s", id,
 						    (unsigned long long)((now - start) / 1000));
-		wait = KILN_MIN(kiln_backoff_next(&bo), timeout_ms - (now - start));
+		}
+		wait = kiln_backoff_next(&bo); /* not inside KILN_MIN: it would advance twice */
+		wait = KILN_MIN(wait, timeout_ms - (now - start));
 		if ((error = kiln_sleep_ms(wait)) < 0)
 			return error;
 	}
@@ -844,10 +848,12 @@ static int aws_record_create(kiln_cloud *c, const char *name, const char *value)
 static int aws_record_get(kiln_cloud *c, const char *name, kiln_record *out)
 {
 	int error = kiln_ssm_get_parameter(AWS(c)->client, name, out);
-	if (error == KILN_ENOTFOUND)
-		return kiln_error_set_cloud(KILN_ENOTFOUND, kiln_error_last()->http_status,
-					    kiln_error_last()->cloud_code, kiln_error_last()->request_id,
-					    "no record '%s'", name);
+	if (error == KILN_ENOTFOUND) {
+		kiln_error last;
+		kiln_error_save(&last);
+		return kiln_error_set_cloud(KILN_ENOTFOUND, last.http_status, last.cloud_code,
+					    last.request_id, "no record '%s'", name);
+	}
 	return error < 0 ? record_error("read", name) : 0;
 }
 
@@ -917,9 +923,11 @@ static int aws_caller_cidr(kiln_cloud *c, const char *subnet_id, kiln_buf *out)
 		return kiln_buf_puts(out, "127.0.0.1/32");
 	/* AWS's own echo service, as Packer uses for its temporary security groups */
 	if ((error = kiln_aws_get(a->client, "https://checkip.amazonaws.com/", 5000, &body)) < 0) {
+		kiln_error why; /* the setter clears what it would quote */
 		kiln_buf_release(&body);
+		kiln_error_save(&why);
 		return kiln_error_set(KILN_ENOTFOUND, "cannot tell this machine's public address: %s",
-				      kiln_error_last()->message);
+				      why.message);
 	}
 	kiln_buf_rtrim(&body);
 	if (body.len > 15 || inet_pton(AF_INET, body.ptr, &addr) != 1) {

@@ -6,7 +6,7 @@
  * the e2e driver in tests/ and unit tests use kiln_aws_cloud_new_ex to pass
  * a transport and read the client's counters.
  *
- * How cloud.h's operations map (docs/aws-client.md has the long form):
+ * How cloud.h's operations map (docs/aws-configuration.md has the long form):
  *  - tags select through EC2 filters ("tag:KEY", "tag-key" for "*");
  *  - instances_launch = RunInstances with the ClientToken (one is made up
  *    when the caller gives none, so the client's retries stay idempotent);

@@ -220,12 +220,18 @@ int kiln_xml_parse_fault(struct kiln_aws_fault *out, const char *body, size_t le
 		return KILN_ENOTFOUND;
 	}
 	root = kiln_xml_root(x);
-	if (!strcmp(kiln_xml_name(root), "Response"))
-		err = kiln_xml_path(root, "Errors/Error"); /* EC2 */
-	else if (!strcmp(kiln_xml_name(root), "ErrorResponse"))
-		err = kiln_xml_child(root, "Error"); /* ELB, ELBv2, STS */
-	else
+	/*
+	 * EC2 wraps its errors in <Errors>, ELB and STS do not; moto's
+	 * authentication failures mix the two (<ErrorResponse><Errors><Error>),
+	 * so either root takes either nesting.
+	 */
+	if (!strcmp(kiln_xml_name(root), "Response") || !strcmp(kiln_xml_name(root), "ErrorResponse")) {
+		err = kiln_xml_child(root, "Error");
+		if (!err)
+			err = kiln_xml_path(root, "Errors/Error");
+	} else {
 		err = NULL;
+	}
 	if (err && kiln_xml_child(err, "Code")) {
 		copy_cut(out->code, sizeof(out->code), err, "Code");
 		copy_cut(out->message, sizeof(out->message), err, "Message");

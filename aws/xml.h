@@ -65,6 +65,7 @@ int64_t kiln_xml_int(const kiln_xml_node *n, const char *path, int64_t def);
  * Reads an AWS error reply of either shape:
  *   EC2: <Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>
  *   ELB/ELBv2/STS: <ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>
+ *   (and moto's authentication failures, <ErrorResponse><Errors><Error>...)
  * Fills out's code, message and request id (those it finds). Returns 0 if
  * body is such a document, KILN_ENOTFOUND (no message set) if it is not.
  */

@@ -868,5 +868,31 @@ class TestControlAndPlumbing(FrontCase):
             stop(proc)
 
 
+class TestXmlScanner(unittest.TestCase):
+    """The in-place rewriting rests on finding exact element boundaries."""
+
+    def test_nested_same_name_self_closing_and_attributes(self):
+        sys.path.insert(0, HERE)
+        import front as F
+        text = ('<?xml version="1.0"?>\n<R xmlns="urn:x"><set><item><a>1</a>'
+                '<item><item/><b x="1/">2</b></item><c/></item><item attr="y">'
+                '<a>3</a><itemx>no</itemx></item></set><ns:tail>t</ns:tail></R>')
+        root = F.root_of(text)
+        self.assertEqual((root.name, text[root.end:]), ("R", ""))
+        kids = F.children(text, root.cstart, root.cend)
+        self.assertEqual([k.name for k in kids], ["set", "tail"])
+        self.assertEqual(F.text_of(text, kids[1]), "t")
+        items = F.children(text, kids[0].cstart, kids[0].cend)
+        self.assertEqual(len(items), 2)
+        self.assertEqual([c.name for c in F.children(text, items[0].cstart, items[0].cend)],
+                         ["a", "item", "c"])
+        self.assertEqual(F.text_of(text, F.child(text, items[1], "a")), "3")
+        self.assertEqual(F.text_of(text, F.child(text, items[1], "itemx")), "no")
+        edited = F.apply_edits(text, [(items[0].start, items[0].end, ""),
+                                      (F.child(text, items[1], "a").cstart,
+                                       F.child(text, items[1], "a").cend, "9")])
+        self.assertIn('<set><item attr="y"><a>9</a><itemx>', edited)
+
+
 if __name__ == "__main__":
     unittest.main()
