@@ -1399,6 +1399,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def front(self):
         return self.server.front
 
+    DISCARD_LIMIT = 1 << 30
+
+    def discard(self, n):
+        while n > 0:
+            got = self.rfile.read(min(n, 1 << 16))
+            if not got:
+                raise BodyError(400, "short body")
+            n -= len(got)
+
     def read_body(self):
         cap = self.front.cfg["max_body_bytes"]
         te = self.headers.get("Transfer-Encoding", "").lower()
@@ -1420,12 +1429,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     break
                 n += size
                 if n > cap:
-                    raise BodyError(413, "request body larger than max_body_bytes")
-                data = self.rfile.read(size)
-                if len(data) != size:
-                    raise BodyError(400, "short chunk")
-                chunks.append(data)
+                    # Read on but keep nothing, so the client gets to see the 413.
+                    chunks = None
+                    if n > self.DISCARD_LIMIT:
+                        raise BodyError(413, "request body larger than max_body_bytes")
+                    self.discard(size)
+                else:
+                    data = self.rfile.read(size)
+                    if len(data) != size:
+                        raise BodyError(400, "short chunk")
+                    chunks.append(data)
                 self.rfile.readline(8)
+            if chunks is None:
+                raise BodyError(413, "request body larger than max_body_bytes")
             return b"".join(chunks)
         length = self.headers.get("Content-Length")
         if not length:
@@ -1437,6 +1453,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if n < 0:
             raise BodyError(400, "bad Content-Length")
         if n > cap:
+            if n <= self.DISCARD_LIMIT:
+                self.discard(n)  # so the client, still sending, gets to read the 413
             raise BodyError(413, "request body larger than max_body_bytes")
         data = self.rfile.read(n)
         if len(data) != n:

@@ -61,9 +61,9 @@ def wait_http(url, timeout_s=20.0):
             time.sleep(0.1)
 
 
-def start_front(extra_args=()):
+def start_front(extra_args=(), upstream=None):
     proc = subprocess.Popen([sys.executable, FRONT, "--listen", "127.0.0.1:0",
-                             "--upstream", MOTO_URL, *extra_args],
+                             "--upstream", upstream or MOTO_URL, *extra_args],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     if len(line) != 2 or line[0] != "ready":
@@ -823,6 +823,17 @@ class TestControlAndPlumbing(FrontCase):
         configure(max_body_bytes=1 << 20)
         st, _, _ = raw("POST", "Action=DescribeVpcs&Version=2016-11-15&P=" + "y" * (2 << 20))
         self.assertEqual(st, 413)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        try:
+            conn.request("POST", "/", body=iter([b"Action=DescribeVpcs&P=", b"z" * (1 << 20),
+                                                 b"z" * (1 << 20)]),
+                         headers=h, encode_chunked=True)
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 413)
+        finally:
+            conn.close()
+        self.assertEqual(stats()["requests"], {"ec2:CreateKeyPair": 6})
 
     def test_concurrent_requests(self):
         configure(base_latency_ms=50)
@@ -849,10 +860,26 @@ class TestControlAndPlumbing(FrontCase):
 
     def test_sigterm_stops_cleanly(self):
         proc, url = start_front()
+        u = urllib.parse.urlsplit(url)
+        idle = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
         try:
             self.assertEqual(control("GET", "/__front/stats", url=url)[0], 200)
+            idle.request("GET", "/__front/stats")  # leaves a keep-alive connection open
+            idle.getresponse().read()
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=5), 0)
+        finally:
+            idle.close()
+            stop(proc)
+
+    def test_upstream_down_is_a_503_in_the_service_shape(self):
+        proc, url = start_front(upstream=f"http://127.0.0.1:{free_port()}")
+        try:
+            st, _, body = raw("POST", "Action=DescribeVpcs&Version=2016-11-15", url=url)
+            self.assertEqual(st, 503)
+            self.assertIn(b"<Code>Unavailable</Code>", body)
+            s = control("GET", "/__front/stats", url=url)[1]
+            self.assertEqual((s["total"], s["total_forwarded"]), (1, 0))
         finally:
             stop(proc)
 
