@@ -963,6 +963,43 @@ class TestControlAndPlumbing(FrontCase):
             stop(proc)
 
 
+class TestSignatures(unittest.TestCase):
+    """With moto checking SigV4, requests through the front still verify
+    (headers and body pass unchanged) and a wrong secret still fails.
+    STS GetCallerIdentity needs no IAM policy: anything else would make moto
+    load its managed policies, which takes seconds."""
+
+    def test_signed_requests_pass_through(self):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="2")
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = None
+        try:
+            wait_http(url + "/moto-api/data.json")
+            proc, furl = start_front(upstream=url)
+
+            def make(svc, akid="x", secret="y"):
+                return boto3.client(svc, endpoint_url=furl, region_name="us-east-1",
+                                    aws_access_key_id=akid, aws_secret_access_key=secret,
+                                    config=Config(retries={"total_max_attempts": 1}))
+
+            iam = make("iam")  # the 2 unauthenticated actions
+            iam.create_user(UserName="kiln")
+            key = iam.create_access_key(UserName="kiln")["AccessKey"]
+            akid, secret = key["AccessKeyId"], key["SecretAccessKey"]
+            who = make("sts", akid, secret).get_caller_identity()
+            self.assertTrue(who["Arn"].endswith(":user/kiln"), who)
+            with self.assertRaises(botocore.exceptions.ClientError) as cm:
+                make("sts", akid, "wrong").get_caller_identity()
+            self.assertEqual(code_of(cm.exception), "SignatureDoesNotMatch")
+        finally:
+            stop(proc)
+            stop(moto)
+
+
 class TestXmlScanner(unittest.TestCase):
     """The in-place rewriting rests on finding exact element boundaries."""
 
