@@ -7,6 +7,11 @@
 . "$(dirname "$0")/lib-build.sh"
 BUILD_FRONT=1
 build_setup
+# One request in five is faulted. With the SDKs' three attempts about one
+# call in 125 would still fail for good (0.2^3), and a build makes ~20; ten
+# attempts make that a one-in-ten-million event, so a failed build here is
+# kiln's fault and not the dice's (as t0120-aws-faults does).
+export AWS_MAX_ATTEMPTS=10
 
 write_template web.json '' '[{"type": "shell", "inline": ["echo faulty {{version}}"]}]'
 runs=${T0204_RUNS:-5}
