@@ -838,8 +838,9 @@ int kiln_build_run(kiln_cloud *c, kiln_template *t, const kiln_build_options *op
 	error = run_steps(&b);
 	kiln_error_save(&failure);
 
+	/* keep the instance to debug a failed build; once its image exists there is nothing to debug */
 	if (error < 0 && error != KILN_ECANCELLED && opts->on_error == KILN_ON_ERROR_ABORT &&
-	    b.instance_id[0] && b.have_key) {
+	    b.instance_id[0] && b.have_key && !out->image_id[0]) {
 		if ((cerr = keep_for_debugging(&b)) == 0)
 			goto restore;
 		kiln_warn(b.ev, "cannot keep the instance for debugging (%s): cleaning up instead",

@@ -562,6 +562,12 @@ static void test_ssm_parameter(void **state)
 	assert_error(build(f, KILN_ON_ERROR_CLEANUP, &res), KILN_EAUTH, "was built, but publishing it to '/golden/web' failed");
 	assert_int_equal(memcloud_count_images(f->mc), 2);
 	assert_clean(f);
+	/* --on-error abort keeps nothing then: there is no failed instance to look at */
+	new_cloud(f);
+	memcloud_fail(f->mc, "record_put", 1, KILN_EAUTH, "AccessDeniedException");
+	assert_error(build(f, KILN_ON_ERROR_ABORT, &res), KILN_EAUTH, "publishing it");
+	assert_false(res.kept);
+	assert_clean(f);
 }
 
 /* ---- cancellation at every step ---- */
