@@ -4,7 +4,7 @@
 #include "core/clock.h"
 #include "core/registry.h"
 
-const char images_summary[] = "list and show the images kiln built";
+const char images_summary[] = "list, show and prune the images kiln built";
 const char images_usage[] =
 	"usage: kiln images list [NAME] [--provider P] [--json]\n"
 	"   or: kiln images show NAME[@VERSION]|ID [--provider P] [--json]\n"
