@@ -192,6 +192,13 @@ has_tag() { # LINES KEY=VALUE|KEY=
 }
 
 finish() {
+	# the loopback "instance" is this machine: remove the scripts of provisioning
+	# runs that were killed or failed (a real instance goes with them), found by
+	# the trash directory their commands name
+	local f
+	for f in /tmp/kiln-script-*.sh; do
+		[ -f "$f" ] && grep -qF -- "$TRASH_DIRECTORY" "$f" && rm -f -- "$f"
+	done
 	cd "$TRASH_DIRECTORY" || true
 	test_done
 }

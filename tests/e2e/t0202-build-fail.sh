@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib-build.sh"
 build_setup
 
-write_template web.json '' '[{"type": "shell", "inline": ["echo step one", "false-command-that-fails 2>/dev/null || exit 7", "echo never"]}]'
+write_template web.json '' '[{"type": "shell", "inline": ["echo step one", ": '"$T"'", "false-command-that-fails 2>/dev/null || exit 7", "echo never"]}]'
 "$KILN" build web.json >fail.out 2>fail.err
 rc=$?
 check "the build fails with exit 1 (rc $rc)" [ "$rc" = 1 ]
