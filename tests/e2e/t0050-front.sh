@@ -4,6 +4,7 @@
 # simulated load-balancer health, the throttling buckets, stats and the log.
 # Runs inside its own network namespace holding only loopback, so nothing can
 # reach a real AWS endpoint, and every server it starts dies with it.
+# Extra arguments name tests to run (e.g. TestHealth), as for unittest.
 set -eu
 
 src=${KILN_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -20,4 +21,4 @@ if [ -z "${KILN_T0050_NETNS:-}" ]; then
 fi
 ip link set lo up
 
-exec "$py" "$src/tests/front/test_front.py" -v
+exec "$py" "$src/tests/front/test_front.py" -v "$@"

@@ -13,6 +13,8 @@ configuration key, the control API and how to run it by hand.
         --upstream http://127.0.0.1:MOTOPORT [--config FILE] [--log FILE]
 
 prints "ready PORT" once listening and stops cleanly on SIGTERM/SIGINT.
+Control API on the same port (never forwarded): POST/PATCH/GET /__front/config,
+GET /__front/stats, POST /__front/reset, POST /__front/clock, GET /__front/state.
 
 Service comes from the SigV4 credential scope (Authorization header or
 X-Amz-Credential); action from the form body / query string `Action=`
@@ -258,15 +260,16 @@ class BoundedDict(collections.OrderedDict):
 
 
 class Bucket:
-    def __init__(self, burst, rate):
+    """EC2-style token bucket; `now` is the front's clock (see Front.now)."""
+
+    def __init__(self, burst, rate, now):
         self.burst = float(burst)
         self.rate = float(rate)
         self.tokens = float(burst)
-        self.t = time.monotonic()
+        self.t = now
 
-    def take(self, n=1.0):
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+    def take(self, n, now):
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate)
         self.t = now
         n = min(float(n), self.burst)  # a request bigger than the bucket waits for a full one
         if self.tokens >= n:
@@ -274,9 +277,8 @@ class Bucket:
             return True
         return False
 
-    def level(self):
-        now = time.monotonic()
-        return min(self.burst, self.tokens + (now - self.t) * self.rate)
+    def level(self, now):
+        return min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate)
 
 
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
@@ -580,10 +582,22 @@ class Front:
         self.log_lock = threading.Lock()
         self.log_file = None
         self.inflight = threading.BoundedSemaphore(64)
+        self.clock_offset = 0.0
         self.set_config(cfg)
         self.reset()
 
     # ---- configuration and state
+
+    def now(self):
+        """The clock of every simulated window and bucket: monotonic time plus
+        what POST /__front/clock has added, so a test can jump past a window
+        instead of sleeping through it."""
+        return time.monotonic() + self.clock_offset
+
+    def advance(self, seconds):
+        with self.lock:
+            self.clock_offset += seconds
+            return self.clock_offset
 
     def set_config(self, cfg):
         with self.lock:
@@ -603,6 +617,7 @@ class Front:
             self.script = [dict(r, seen=0, used=0) for r in self.cfg["fault_script"]]
             self.buckets = {}
             self.rbuckets = {}
+            self.clock_offset = 0.0
             lim = 200000
             self.launched = BoundedDict(lim)      # instance id -> monotonic launch time
             self.stopped = BoundedDict(lim)       # instance id -> time of StopInstances
@@ -610,7 +625,7 @@ class Front:
             self.image_of = BoundedDict(lim)      # instance id -> AMI id
             self.image_created = BoundedDict(lim)  # AMI id -> time of CreateImage/CopyImage
             self.sg_first = BoundedDict(lim)      # group id/name -> first DeleteSecurityGroup
-            self.tokens = BoundedDict(50000)      # (action, token) -> TokenEntry
+            self.tokens = BoundedDict(50000)      # (action, token) -> {lock, reply, sig}
             self.token_bytes = 0
             # ELBv2: target group ARN -> {target id: {"port", "t"}}; classic: LB name -> {...}
             self.tg_reg = BoundedDict(10000)
@@ -631,11 +646,11 @@ class Front:
 
     def snapshot_state(self):
         with self.lock:
-            now = time.monotonic()
+            now = self.now()
             return {
-                "buckets": {"/".join(k) if isinstance(k, tuple) else k: round(b.level(), 3)
+                "buckets": {"/".join(k) if isinstance(k, tuple) else k: round(b.level(now), 3)
                             for k, b in self.buckets.items()},
-                "resource_buckets": {k: round(b.level(), 3) for k, b in self.rbuckets.items()},
+                "resource_buckets": {k: round(b.level(now), 3) for k, b in self.rbuckets.items()},
                 "instances_launched": len(self.launched),
                 "client_tokens": len(self.tokens),
                 "client_token_bytes": self.token_bytes,
@@ -746,15 +761,15 @@ class Front:
                 key = (cls, req.action) if self.cfg["bucket_scope"] == "action" else cls
                 b = self.buckets.get(key)
                 if b is None:
-                    b = self.buckets[key] = Bucket(burst, rate)
-                if not b.take(1):
+                    b = self.buckets[key] = Bucket(burst, rate, self.now())
+                if not b.take(1, self.now()):
                     return False, cls
             if req.service == "ec2" and req.action in self.cfg["resource_buckets"]:
                 b = self.rbuckets.get(req.action)
                 if b is None:
                     burst, rate = self.cfg["resource_buckets"][req.action]
-                    b = self.rbuckets[req.action] = Bucket(burst, rate)
-                if not b.take(self._resource_cost(req)):
+                    b = self.rbuckets[req.action] = Bucket(burst, rate, self.now())
+                if not b.take(self._resource_cost(req), self.now()):
                     return False, "resource:" + req.action
             return True, cls
 
@@ -896,7 +911,7 @@ class Front:
         if window <= 0:
             return None
         group = req.pmap.get("GroupId") or req.pmap.get("GroupName") or "?"
-        now = time.monotonic()
+        now = self.now()
         with self.lock:
             first = self.sg_first.get(group)
             if first is None:
@@ -999,7 +1014,7 @@ class Front:
         root = root_of(text)
         iset = child(text, root, "instancesSet")
         if iset is not None:
-            self._learn_instances(text, iset, time.monotonic(), True)
+            self._learn_instances(text, iset, self.now(), True)
         return None
 
     def _rewrite_state(self, text, st_el, new, edits):
@@ -1031,7 +1046,7 @@ class Front:
     def sim_describe_instances(self, req, text):
         if not self._state_sim_active():
             return None
-        now = time.monotonic()
+        now = self.now()
         want = filter_values(req.params, "instance-state-name")
         if (want is None and not self.cfg["health"]["unhealthy_images"]
                 and not self._any_in_window(now)):
@@ -1071,7 +1086,7 @@ class Front:
     def sim_describe_instance_status(self, req, text):
         if not (self.cfg["pending_s"] or self.cfg["stopping_s"] or self.cfg["shutting_down_s"]):
             return None
-        now = time.monotonic()
+        now = self.now()
         include_all = req.pmap.get("IncludeAllInstances", "false").lower() == "true"
         want = filter_values(req.params, "instance-state-name")
         root = root_of(text)
@@ -1092,13 +1107,13 @@ class Front:
         return apply_edits(text, edits) if edits else None
 
     def sim_stop_instances(self, req, text):
-        now = time.monotonic()
+        now = self.now()
         for iid in indexed_values(req.params, "InstanceId"):
             self.stopped[iid] = now
         return None
 
     def sim_terminate_instances(self, req, text):
-        now = time.monotonic()
+        now = self.now()
         for iid in indexed_values(req.params, "InstanceId"):
             if iid not in self.terminated:
                 self.terminated[iid] = now
@@ -1113,14 +1128,14 @@ class Front:
     def sim_create_image(self, req, text):
         ami = text_of(text, child(text, root_of(text), "imageId"))
         if ami:
-            self.image_created[ami] = time.monotonic()
+            self.image_created[ami] = self.now()
         return None
 
     def sim_describe_images(self, req, text):
         window = self.cfg["image_pending_s"]
         if not window:
             return None
-        now = time.monotonic()
+        now = self.now()
         want = filter_values(req.params, "state")
         root = root_of(text)
         iset = child(text, root, "imagesSet")
@@ -1197,7 +1212,7 @@ class Front:
 
     def sim_register_targets(self, req, text):
         arn = req.pmap.get("TargetGroupArn")
-        now = time.monotonic()
+        now = self.now()
         regs = self._reg_table(self.tg_reg, arn)
         drains = self._drain_table(self.tg_drain, arn)
         ids = indexed_values(req.params, "Targets.member", ".Id")
@@ -1210,7 +1225,7 @@ class Front:
 
     def sim_deregister_targets(self, req, text):
         arn = req.pmap.get("TargetGroupArn")
-        now = time.monotonic()
+        now = self.now()
         regs = self._reg_table(self.tg_reg, arn)
         drains = self._drain_table(self.tg_drain, arn)
         ids = indexed_values(req.params, "Targets.member", ".Id")
@@ -1224,7 +1239,7 @@ class Front:
 
     def sim_describe_target_health(self, req, text):
         arn = req.pmap.get("TargetGroupArn")
-        now = time.monotonic()
+        now = self.now()
         drains = self._expire_drains(self.tg_drain, arn, now)
         regs = self.tg_reg.get(arn) or {}
         asked = indexed_values(req.params, "Targets.member", ".Id")
@@ -1294,7 +1309,7 @@ class Front:
 
     def sim_register_instances(self, req, text):
         lb = req.pmap.get("LoadBalancerName")
-        now = time.monotonic()
+        now = self.now()
         regs = self._reg_table(self.lb_reg, lb)
         drains = self._drain_table(self.lb_drain, lb)
         gone = self._drain_table(self.lb_gone, lb)
@@ -1307,7 +1322,7 @@ class Front:
 
     def sim_deregister_instances(self, req, text):
         lb = req.pmap.get("LoadBalancerName")
-        now = time.monotonic()
+        now = self.now()
         regs = self._reg_table(self.lb_reg, lb)
         drains = self._drain_table(self.lb_drain, lb)
         gone = self._drain_table(self.lb_gone, lb)
@@ -1320,7 +1335,7 @@ class Front:
 
     def sim_describe_instance_health(self, req, text):
         lb = req.pmap.get("LoadBalancerName")
-        now = time.monotonic()
+        now = self.now()
         drains = self._expire_drains(self.lb_drain, lb, now)
         regs = self.lb_reg.get(lb) or {}
         gone = self.lb_gone.get(lb) or {}
@@ -1399,6 +1414,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def front(self):
         return self.server.front
 
+    DISCARD_LIMIT = 1 << 30
+
+    def discard(self, n):
+        while n > 0:
+            got = self.rfile.read(min(n, 1 << 16))
+            if not got:
+                raise BodyError(400, "short body")
+            n -= len(got)
+
     def read_body(self):
         cap = self.front.cfg["max_body_bytes"]
         te = self.headers.get("Transfer-Encoding", "").lower()
@@ -1420,12 +1444,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     break
                 n += size
                 if n > cap:
-                    raise BodyError(413, "request body larger than max_body_bytes")
-                data = self.rfile.read(size)
-                if len(data) != size:
-                    raise BodyError(400, "short chunk")
-                chunks.append(data)
+                    # Read on but keep nothing, so the client gets to see the 413.
+                    chunks = None
+                    if n > self.DISCARD_LIMIT:
+                        raise BodyError(413, "request body larger than max_body_bytes")
+                    self.discard(size)
+                else:
+                    data = self.rfile.read(size)
+                    if len(data) != size:
+                        raise BodyError(400, "short chunk")
+                    chunks.append(data)
                 self.rfile.readline(8)
+            if chunks is None:
+                raise BodyError(413, "request body larger than max_body_bytes")
             return b"".join(chunks)
         length = self.headers.get("Content-Length")
         if not length:
@@ -1437,6 +1468,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if n < 0:
             raise BodyError(400, "bad Content-Length")
         if n > cap:
+            if n <= self.DISCARD_LIMIT:
+                self.discard(n)  # so the client, still sending, gets to read the 413
             raise BodyError(413, "request body larger than max_body_bytes")
         data = self.rfile.read(n)
         if len(data) != n:
@@ -1531,6 +1564,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply_json(200, cfg)
             elif what == "/__front/stats" and self.command == "GET":
                 self.reply_json(200, front.snapshot_stats())
+            elif what == "/__front/clock" and self.command == "GET":
+                self.reply_json(200, {"offset_s": front.clock_offset})
+            elif what == "/__front/clock" and self.command == "POST":
+                step = obj.get("advance_s") if isinstance(obj, dict) else None
+                if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
+                    raise ConfigError("clock: body must be {\"advance_s\": SECONDS >= 0}")
+                self.reply_json(200, {"offset_s": front.advance(step)})
             elif what == "/__front/state" and self.command == "GET":
                 self.reply_json(200, front.snapshot_state())
             elif what == "/__front/reset" and self.command == "POST":
