@@ -31,6 +31,32 @@ test_expect_success 'whoami: the account and where everything points' '
 	"$KILN" whoami --json | jq -e ".account == \"123456789012\" and .provider == \"aws\""
 '
 
+test_expect_success 'usage errors exit 2 with the usage line; help exits 0' '
+	test_expect_code 2 "$KILN" images 2>err &&
+	grep "^usage: kiln images list" err &&
+	test_expect_code 2 "$KILN" images frob 2>err &&
+	grep "unknown subcommand .frob." err &&
+	test_expect_code 2 "$KILN" images show 2>err &&
+	test_expect_code 2 "$KILN" images list "bad name!" 2>err &&
+	test_expect_code 2 "$KILN" images list a b 2>err &&
+	test_expect_code 2 "$KILN" whoami extra 2>err &&
+	test_expect_code 2 "$KILN" whoami --frob 2>err &&
+	grep "unknown option .--frob." err &&
+	test_expect_code 2 "$KILN" images show "web@x" 2>err &&
+	"$KILN" help images >out && grep "^usage: kiln images list" out &&
+	"$KILN" whoami --help >out && grep "^usage: kiln whoami" out &&
+	"$KILN" --help >out && grep "^  whoami " out && grep "^  images " out
+'
+
+test_expect_success 'an unknown provider, or a missing region: exit 2, one line' '
+	test_expect_code 2 "$KILN" whoami --provider gcp 2>err &&
+	test_line_count = 1 err &&
+	grep "unknown provider .gcp." err &&
+	(unset AWS_REGION AWS_DEFAULT_REGION && test_expect_code 2 "$KILN" images list 2>err) &&
+	test_line_count = 1 err &&
+	grep "^kiln: error: no AWS region: set AWS_REGION" err
+'
+
 test_expect_success 'set up: a target group, a classic load balancer, a key' '
 	VPC=$(aws_cli ec2 describe-vpcs --filters Name=is-default,Values=true | jq -r ".Vpcs[0].VpcId") &&
 	SUBNET=$(aws_cli ec2 describe-subnets --filters Name=vpc-id,Values=$VPC | jq -r ".Subnets[0].SubnetId") &&
