@@ -248,6 +248,31 @@ test_expect_success 'caller_cidr: loopback for an emulator on loopback' '
 	test "$(jq -r .cidr cidr.json)" = 127.0.0.1/32
 '
 
+test_expect_success 'a reply past the 16 MiB cap is refused, not retried, nothing else read' '
+	port=$(free_port) &&
+	cat >big.py <<-\EOF &&
+	import http.server, sys
+	class H(http.server.BaseHTTPRequestHandler):
+	    def do_POST(self):
+	        self.rfile.read(int(self.headers["Content-Length"]))
+	        sys.stderr.write("request\n")
+	        sys.stderr.flush()
+	        body = b"<GetCallerIdentityResponse>" + b" " * (17 << 20) + b"</GetCallerIdentityResponse>"
+	        self.send_response(200)
+	        self.send_header("Content-Length", str(len(body)))
+	        self.end_headers()
+	        self.wfile.write(body)
+	http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+	EOF
+	{ python3 big.py $port 2>big.log & big=$!; } &&
+	track_pid $big &&
+	wait_for_port $port &&
+	AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port test_expect_code 1 "$KILN" whoami 2>err &&
+	grep "^kiln: error: .*reply from .http://127.0.0.1:$port/. is larger than 16777216 bytes" err &&
+	test "$(grep -c request big.log)" = 1 &&
+	stop_pid $big
+'
+
 test_expect_success 'every typed call was made, and none needed a retry' '
 	jq -s -r "map(keys) | add | unique | .[]" counters.*.json >called &&
 	cat >expect <<-EOF &&
