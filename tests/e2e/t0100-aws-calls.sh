@@ -273,6 +273,45 @@ test_expect_success 'a reply past the 16 MiB cap is refused, not retried, nothin
 	stop_pid $big
 '
 
+test_expect_success 'a service whose clock is an hour ahead: re-signed once with its time' '
+	port=$(free_port) &&
+	cat >skew.py <<-\EOF &&
+	import email.utils, http.server, sys, time
+	class H(http.server.BaseHTTPRequestHandler):
+	    n = 0
+	    def do_POST(self):
+	        self.rfile.read(int(self.headers["Content-Length"]))
+	        sys.stderr.write("x-amz-date %s\n" % self.headers["X-Amz-Date"])
+	        sys.stderr.flush()
+	        H.n += 1
+	        if H.n == 1:
+	            status, body = 403, (b"<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch"
+	                b"</Code><Message>Signature expired</Message></Error><RequestId>r1</RequestId></ErrorResponse>")
+	        else:
+	            status, body = 200, (b"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::"
+	                b"123456789012:user/skew</Arn><UserId>U</UserId><Account>123456789012</Account>"
+	                b"</GetCallerIdentityResult></GetCallerIdentityResponse>")
+	        self.send_response_only(status)
+	        self.send_header("Date", email.utils.formatdate(time.time() + 3600, usegmt=True))
+	        self.send_header("Content-Length", str(len(body)))
+	        self.end_headers()
+	        self.wfile.write(body)
+	http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+	EOF
+	{ python3 skew.py $port 2>skew.log & skew=$!; } &&
+	track_pid $skew &&
+	wait_for_port $port &&
+	AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port "$KILN" whoami >out 2>err &&
+	grep "^arn  *arn:aws:iam::123456789012:user/skew$" out &&
+	grep "warning: this machine.s clock is 3[56][0-9][0-9] s behind AWS.s; correcting for it" err &&
+	sed -n "s/^x-amz-date \(.*\)T\(..\)\(..\).*/\1 \2 \3/p" skew.log >dates &&
+	test_line_count = 2 dates &&
+	{ read d1 h1 m1 && read d2 h2 m2; } <dates &&
+	test $(( (10#$h2 * 60 + 10#$m2 - 10#$h1 * 60 - 10#$m1 + 1440) % 1440 )) -ge 59 &&
+	test $(( (10#$h2 * 60 + 10#$m2 - 10#$h1 * 60 - 10#$m1 + 1440) % 1440 )) -le 61 &&
+	stop_pid $skew
+'
+
 test_expect_success 'every typed call was made, and none needed a retry' '
 	jq -s -r "map(keys) | add | unique | .[]" counters.*.json >called &&
 	cat >expect <<-EOF &&
