@@ -870,8 +870,8 @@ int kiln_aws_call(kiln_aws_client *c, const kiln_aws_request *req, kiln_buf *out
 					c->skew_s = off;
 					skew_fixed = true;
 					kiln_warn(c->opts.events,
-						  "the clock here is %lld s off AWS's; correcting for it",
-						  (long long)-off);
+						  "this machine's clock is %lld s %s AWS's; correcting for it",
+						  (long long)(off < 0 ? -off : off), off > 0 ? "behind" : "ahead of");
 					continue;
 				}
 			}

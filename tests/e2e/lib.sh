@@ -122,6 +122,17 @@ wait_for_url() {
 	return 1
 }
 
+# Waits until something listens on loopback port $1, up to $2 tenths of a second (default 150).
+wait_for_port() {
+	local tries=${2:-150}
+	while [ "$tries" -gt 0 ]; do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+		tries=$((tries - 1))
+	done
+	return 1
+}
+
 # Starts moto_server on a free loopback port; sets MOTO_PORT, MOTO_URL, MOTO_PID
 # and points every AWS endpoint at it. Extra arguments are environment
 # assignments for moto (INITIAL_NO_AUTH_ACTION_COUNT=5 ...).

@@ -31,6 +31,32 @@ test_expect_success 'whoami: the account and where everything points' '
 	"$KILN" whoami --json | jq -e ".account == \"123456789012\" and .provider == \"aws\""
 '
 
+test_expect_success 'usage errors exit 2 with the usage line; help exits 0' '
+	test_expect_code 2 "$KILN" images 2>err &&
+	grep "^usage: kiln images list" err &&
+	test_expect_code 2 "$KILN" images frob 2>err &&
+	grep "unknown subcommand .frob." err &&
+	test_expect_code 2 "$KILN" images show 2>err &&
+	test_expect_code 2 "$KILN" images list "bad name!" 2>err &&
+	test_expect_code 2 "$KILN" images list a b 2>err &&
+	test_expect_code 2 "$KILN" whoami extra 2>err &&
+	test_expect_code 2 "$KILN" whoami --frob 2>err &&
+	grep "unknown option .--frob." err &&
+	test_expect_code 2 "$KILN" images show "web@x" 2>err &&
+	"$KILN" help images >out && grep "^usage: kiln images list" out &&
+	"$KILN" whoami --help >out && grep "^usage: kiln whoami" out &&
+	"$KILN" --help >out && grep "^  whoami " out && grep "^  images " out
+'
+
+test_expect_success 'an unknown provider, or a missing region: exit 2, one line' '
+	test_expect_code 2 "$KILN" whoami --provider gcp 2>err &&
+	test_line_count = 1 err &&
+	grep "unknown provider .gcp." err &&
+	(unset AWS_REGION AWS_DEFAULT_REGION && test_expect_code 2 "$KILN" images list 2>err) &&
+	test_line_count = 1 err &&
+	grep "^kiln: error: no AWS region: set AWS_REGION" err
+'
+
 test_expect_success 'set up: a target group, a classic load balancer, a key' '
 	VPC=$(aws_cli ec2 describe-vpcs --filters Name=is-default,Values=true | jq -r ".Vpcs[0].VpcId") &&
 	SUBNET=$(aws_cli ec2 describe-subnets --filters Name=vpc-id,Values=$VPC | jq -r ".Subnets[0].SubnetId") &&
@@ -220,6 +246,70 @@ test_expect_success 'terminate: gone from describe, and again is fine; key pair 
 test_expect_success 'caller_cidr: loopback for an emulator on loopback' '
 	drv caller-cidr >cidr.json &&
 	test "$(jq -r .cidr cidr.json)" = 127.0.0.1/32
+'
+
+test_expect_success 'a reply past the 16 MiB cap is refused, not retried, nothing else read' '
+	port=$(free_port) &&
+	cat >big.py <<-\EOF &&
+	import http.server, sys
+	class H(http.server.BaseHTTPRequestHandler):
+	    def do_POST(self):
+	        self.rfile.read(int(self.headers["Content-Length"]))
+	        sys.stderr.write("request\n")
+	        sys.stderr.flush()
+	        body = b"<GetCallerIdentityResponse>" + b" " * (17 << 20) + b"</GetCallerIdentityResponse>"
+	        self.send_response(200)
+	        self.send_header("Content-Length", str(len(body)))
+	        self.end_headers()
+	        self.wfile.write(body)
+	http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+	EOF
+	{ python3 big.py $port 2>big.log & big=$!; } &&
+	track_pid $big &&
+	wait_for_port $port &&
+	AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port test_expect_code 1 "$KILN" whoami 2>err &&
+	grep "^kiln: error: .*reply from .http://127.0.0.1:$port/. is larger than 16777216 bytes" err &&
+	test "$(grep -c request big.log)" = 1 &&
+	stop_pid $big
+'
+
+test_expect_success 'a service whose clock is an hour ahead: re-signed once with its time' '
+	port=$(free_port) &&
+	cat >skew.py <<-\EOF &&
+	import email.utils, http.server, sys, time
+	class H(http.server.BaseHTTPRequestHandler):
+	    n = 0
+	    def do_POST(self):
+	        self.rfile.read(int(self.headers["Content-Length"]))
+	        sys.stderr.write("x-amz-date %s\n" % self.headers["X-Amz-Date"])
+	        sys.stderr.flush()
+	        H.n += 1
+	        if H.n == 1:
+	            status, body = 403, (b"<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch"
+	                b"</Code><Message>Signature expired</Message></Error><RequestId>r1</RequestId></ErrorResponse>")
+	        else:
+	            status, body = 200, (b"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::"
+	                b"123456789012:user/skew</Arn><UserId>U</UserId><Account>123456789012</Account>"
+	                b"</GetCallerIdentityResult></GetCallerIdentityResponse>")
+	        self.send_response_only(status)
+	        self.send_header("Date", email.utils.formatdate(time.time() + 3600, usegmt=True))
+	        self.send_header("Content-Length", str(len(body)))
+	        self.end_headers()
+	        self.wfile.write(body)
+	http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+	EOF
+	{ python3 skew.py $port 2>skew.log & skew=$!; } &&
+	track_pid $skew &&
+	wait_for_port $port &&
+	AWS_ENDPOINT_URL_STS=http://127.0.0.1:$port "$KILN" whoami >out 2>err &&
+	grep "^arn  *arn:aws:iam::123456789012:user/skew$" out &&
+	grep "warning: this machine.s clock is 3[56][0-9][0-9] s behind AWS.s; correcting for it" err &&
+	sed -n "s/^x-amz-date \(.*\)T\(..\)\(..\).*/\1 \2 \3/p" skew.log >dates &&
+	test_line_count = 2 dates &&
+	{ read d1 h1 m1 && read d2 h2 m2; } <dates &&
+	test $(( (10#$h2 * 60 + 10#$m2 - 10#$h1 * 60 - 10#$m1 + 1440) % 1440 )) -ge 59 &&
+	test $(( (10#$h2 * 60 + 10#$m2 - 10#$h1 * 60 - 10#$m1 + 1440) % 1440 )) -le 61 &&
+	stop_pid $skew
 '
 
 test_expect_success 'every typed call was made, and none needed a retry' '

@@ -82,7 +82,9 @@ test_expect_success 'an access key moto never issued fails the same way' '
 
 test_expect_success 'wrong secret with --json: the error event carries the code' '
 	AWS_SECRET_ACCESS_KEY=wrong-secret test_expect_code 1 "$KILN" whoami --json >out 2>err &&
-	jq -e "select(.event == \"error\") | .kind == \"authentication\" and .cloud_code == \"SignatureDoesNotMatch\" and .exit_code == 1" out
+	jq -e "select(.event == \"error\") | .kind == \"authentication\" and .cloud_code == \"SignatureDoesNotMatch\" and .exit_code == 1" out &&
+	# the request id, from the reply header when the body has none
+	jq -e "select(.event == \"error\") | .request_id | length > 10" out
 '
 
 test_expect_success 'no credentials at all: exit 2 and one line naming what to set' '

@@ -13,6 +13,8 @@ configuration key, the control API and how to run it by hand.
         --upstream http://127.0.0.1:MOTOPORT [--config FILE] [--log FILE]
 
 prints "ready PORT" once listening and stops cleanly on SIGTERM/SIGINT.
+Control API on the same port (never forwarded): POST/PATCH/GET /__front/config,
+GET /__front/stats, POST /__front/reset, POST /__front/clock, GET /__front/state.
 
 Service comes from the SigV4 credential scope (Authorization header or
 X-Amz-Credential); action from the form body / query string `Action=`
@@ -623,7 +625,7 @@ class Front:
             self.image_of = BoundedDict(lim)      # instance id -> AMI id
             self.image_created = BoundedDict(lim)  # AMI id -> time of CreateImage/CopyImage
             self.sg_first = BoundedDict(lim)      # group id/name -> first DeleteSecurityGroup
-            self.tokens = BoundedDict(50000)      # (action, token) -> TokenEntry
+            self.tokens = BoundedDict(50000)      # (action, token) -> {lock, reply, sig}
             self.token_bytes = 0
             # ELBv2: target group ARN -> {target id: {"port", "t"}}; classic: LB name -> {...}
             self.tg_reg = BoundedDict(10000)

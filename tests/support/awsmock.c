@@ -76,7 +76,7 @@ static int mock_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 {
 	kiln_awsmock *m = ctx;
 	kiln_mock_request *r;
-	const kiln_mock_reply *rep;
+	const kiln_mock_reply *rep = NULL;
 	size_t i;
 
 	assert_true(m->n_requests < KILN_MOCK_MAX);
@@ -95,8 +95,10 @@ static int mock_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 		rep = &m->replies[m->next++];
 	else if (m->has_repeat)
 		rep = &m->repeat;
-	else
+	if (!rep) {
 		fail_msg("awsmock: no reply queued for request %zu (%s)", m->n_requests, r->body);
+		return KILN_ERROR;
+	}
 	*maybe_sent = rep->maybe_sent;
 	if (rep->transport_error)
 		return kiln_error_set(rep->transport_error, "mock transport failure %d", rep->transport_error);
