@@ -350,34 +350,6 @@ done:
 
 /* ---- sealing a layer ---- */
 
-/*
- * Opens the directory holding rel inside root without following a
- * symlink anywhere (an image's content must never make kiln touch the
- * host). ENOENT if a component is missing or not a real directory.
- */
-static int open_parent(int rootfd, const char *rel, const char **leaf)
-{
-	char part[256];
-	const char *p = rel, *slash;
-	int fd = dup(rootfd);
-
-	while (fd >= 0 && (slash = strchr(p, '/')) != NULL) {
-		int next;
-		if ((size_t)(slash - p) >= sizeof(part)) {
-			close(fd);
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		snprintf(part, sizeof(part), "%.*s", (int)(slash - p), p);
-		next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(fd);
-		fd = next;
-		p = slash + 1;
-	}
-	*leaf = p;
-	return fd;
-}
-
 static bool is_whiteout(const struct stat *st)
 {
 	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
@@ -404,7 +376,7 @@ static int drop_from_layer(int rootfd, const char *layer, const char *rel, const
 {
 	const char *leaf;
 	struct stat st;
-	int fd = open_parent(rootfd, rel, &leaf), error = 0;
+	int fd = kiln_local_open_parent(rootfd, rel, &leaf, false), error = 0;
 
 	if (fd < 0)
 		return 0; /* the instance never touched that directory */
@@ -431,7 +403,7 @@ static int empty_dir(int rootfd, const char *layer, const char *rel, bool files_
 	kiln_strings names = { 0 };
 	char path[4096];
 	size_t i;
-	int fd = open_parent(rootfd, rel, &leaf), dfd = -1, error = 0;
+	int fd = kiln_local_open_parent(rootfd, rel, &leaf, false), dfd = -1, error = 0;
 
 	if (fd < 0)
 		return 0;
@@ -530,7 +502,7 @@ int kiln_local_seal_layer(const char *layer, const char *const *lowers, size_t n
 	if (error == 0)
 		error = empty_dir(rootfd, layer, "var/tmp", false, NULL);
 	/* an empty machine-id: systemd makes a new one at each instance's boot */
-	if (error == 0 && (fd = open_parent(rootfd, "etc/machine-id", &leaf)) >= 0) {
+	if (error == 0 && (fd = kiln_local_open_parent(rootfd, "etc/machine-id", &leaf, false)) >= 0) {
 		int f;
 		unlinkat(fd, leaf, 0);
 		if ((f = openat(fd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444)) < 0)

@@ -298,18 +298,41 @@ static void exit_reason(const kiln_local *l, const char *id, char *out, size_t s
 
 static int write_rootfs_file(const char *rootfs, const char *rel, const char *text, mode_t mode)
 {
-	kiln_buf p = KILN_BUF_INIT, dir = KILN_BUF_INIT;
+	return kiln_local_write_in_root(rootfs, rel, text, strlen(text), mode);
+}
+
+/*
+ * /etc/hosts keeps what the image has, minus kiln's lines of an earlier
+ * instance (marked "# kiln"), plus this instance's name: tools that look
+ * up their own hostname (sudo, python's getfqdn) answer at once.
+ */
+static int write_hosts(const char *rootfs, const char *id, const char *ip)
+{
+	kiln_buf have = KILN_BUF_INIT, text = KILN_BUF_INIT;
+	char *line, *save = NULL;
 	int error;
 
-	if ((error = kiln_buf_printf(&p, "%s/%s", rootfs, rel)) < 0 || (error = kiln_dirname(&dir, p.ptr)) < 0)
+	kiln_buf_init(&have, 1 << 20);
+	error = kiln_local_read_in_root(&have, rootfs, "etc/hosts");
+	if (error == KILN_ENOTFOUND) {
+		kiln_error_clear();
+		error = kiln_buf_puts(&have, "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n");
+	}
+	if (error < 0)
 		goto done;
-	/* parents normally come from the image; 0755 root is what a missing one should be */
-	if ((error = kiln_mkdir_p(dir.ptr, 0755)) < 0)
+	for (line = strtok_r(have.ptr, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t len = strlen(line);
+		if (len >= 6 && !strcmp(line + len - 6, "# kiln"))
+			continue;
+		if ((error = kiln_buf_printf(&text, "%s\n", line)) < 0)
+			goto done;
+	}
+	if ((error = kiln_buf_printf(&text, "127.0.1.1\tkiln-%s # kiln\n%s\tkiln-%s # kiln\n", id, ip, id)) < 0)
 		goto done;
-	error = kiln_write_file_atomic(p.ptr, text, strlen(text), mode);
+	error = write_rootfs_file(rootfs, "etc/hosts", text.ptr, 0644);
 done:
-	kiln_buf_release(&p);
-	kiln_buf_release(&dir);
+	kiln_buf_release(&have);
+	kiln_buf_release(&text);
 	return error;
 }
 
@@ -385,6 +408,17 @@ static int boot(kiln_local *l, json_t *doc, const char *user_data)
 				     "Acquire::http::Proxy \"http://%s:%d\";\n",
 				     cfg.bridge_ip, KILN_LOCAL_APT_PORT)) < 0 ||
 	    (error = write_rootfs_file(rootfs.ptr, "etc/apt/apt.conf.d/00kiln-proxy", text.ptr, 0644)) < 0)
+		goto done;
+	/*
+	 * No DNS here (no route out; apt goes through the proxy): a resolver
+	 * on the instance's own loopback refuses at once, where the host's
+	 * unreachable one would make every lookup wait for its timeout.
+	 */
+	if ((error = write_rootfs_file(rootfs.ptr, "etc/resolv.conf",
+				       "# written by kiln at each boot: the local cloud has no DNS (no route out)\n"
+				       "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+				       0644)) < 0 ||
+	    (error = write_hosts(rootfs.ptr, id, kiln_local_jstr(doc, "private_ip"))) < 0)
 		goto done;
 	if (user_data && (error = write_rootfs_file(rootfs.ptr, "var/lib/kiln/user-data", user_data, 0700)) < 0)
 		goto done;

@@ -104,6 +104,18 @@ int kiln_local_list_dir(kiln_strings *out, const char *dir, const char *suffix);
 /* Mount points (from /proc/self/mountinfo) at or below prefix, deepest first. */
 int kiln_local_mounts_under(kiln_strings *out, const char *prefix);
 
+/*
+ * Files inside an instance's root or a layer, never following a symlink
+ * out of it (an image's content must not make kiln touch the host).
+ * open_parent returns the directory holding rel (-1 with errno), creating
+ * missing directories 0755 with mkdirs; *leaf is rel's last component.
+ */
+int kiln_local_open_parent(int rootfd, const char *rel, const char **leaf, bool mkdirs);
+/* Atomically (temp file + rename in the same directory). */
+int kiln_local_write_in_root(const char *root, const char *rel, const char *data, size_t len, mode_t mode);
+/* Appends the file to out; KILN_ENOTFOUND if absent. */
+int kiln_local_read_in_root(kiln_buf *out, const char *root, const char *rel);
+
 /* json helpers for metadata files */
 const char *kiln_local_jstr(const json_t *o, const char *key);
 int64_t kiln_local_jint(const json_t *o, const char *key);

@@ -596,3 +596,114 @@ json_t *kiln_local_strings_to_json(const kiln_strings *s)
 		json_array_append_new(a, json_string(s->items[i]));
 	return a;
 }
+
+/* ---- files inside an instance's root ---- */
+
+int kiln_local_open_parent(int rootfd, const char *rel, const char **leaf, bool mkdirs)
+{
+	char part[256];
+	const char *p = rel, *slash;
+	int fd = dup(rootfd);
+
+	while (fd >= 0 && (slash = strchr(p, '/')) != NULL) {
+		int next;
+		if ((size_t)(slash - p) >= sizeof(part) || slash == p) {
+			close(fd);
+			errno = EINVAL;
+			return -1;
+		}
+		snprintf(part, sizeof(part), "%.*s", (int)(slash - p), p);
+		if (!strcmp(part, "..")) {
+			close(fd);
+			errno = EINVAL;
+			return -1;
+		}
+		next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT && mkdirs && mkdirat(fd, part, 0755) == 0)
+			next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = next;
+		p = slash + 1;
+	}
+	*leaf = p;
+	return fd;
+}
+
+int kiln_local_write_in_root(const char *root, const char *rel, const char *data, size_t len, mode_t mode)
+{
+	char tmp[300];
+	const char *leaf;
+	int rootfd, dfd = -1, fd = -1, error = 0;
+	size_t done = 0;
+
+	if ((rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return kiln_error_set_os(KILN_ERROR, errno, "cannot open '%s'", root);
+	if ((dfd = kiln_local_open_parent(rootfd, rel, &leaf, true)) < 0) {
+		error = kiln_error_set_os(KILN_ERROR, errno, "cannot open the directory of '%s' in '%s'", rel, root);
+		goto done;
+	}
+	snprintf(tmp, sizeof(tmp), ".%s.kiln-tmp", leaf);
+	unlinkat(dfd, tmp, 0);
+	if ((fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)) < 0 ||
+	    fchmod(fd, mode) < 0) {
+		error = kiln_error_set_os(KILN_ERROR, errno, "cannot write '%s' in '%s'", rel, root);
+		goto done;
+	}
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error = kiln_error_set_os(KILN_ERROR, errno, "cannot write '%s' in '%s'", rel, root);
+			goto done;
+		}
+		done += (size_t)n;
+	}
+	/* rename replaces a symlink at rel itself, never what it points to */
+	if (close(fd) < 0 || renameat(dfd, tmp, dfd, leaf) < 0) {
+		fd = -1;
+		error = kiln_error_set_os(KILN_ERROR, errno, "cannot write '%s' in '%s'", rel, root);
+		goto done;
+	}
+	fd = -1;
+done:
+	if (fd >= 0)
+		close(fd);
+	if (error < 0 && dfd >= 0)
+		unlinkat(dfd, tmp, 0);
+	if (dfd >= 0)
+		close(dfd);
+	close(rootfd);
+	return error;
+}
+
+int kiln_local_read_in_root(kiln_buf *out, const char *root, const char *rel)
+{
+	const char *leaf;
+	char chunk[8192];
+	int rootfd, dfd, fd, error = 0;
+	ssize_t n;
+
+	if ((rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return kiln_error_set_os(KILN_ERROR, errno, "cannot open '%s'", root);
+	dfd = kiln_local_open_parent(rootfd, rel, &leaf, false);
+	close(rootfd);
+	if (dfd < 0 || (fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		error = kiln_error_set_os(errno == ENOENT ? KILN_ENOTFOUND : KILN_ERROR, errno,
+					  "cannot read '%s' in '%s'", rel, root);
+		if (dfd >= 0)
+			close(dfd);
+		return error;
+	}
+	close(dfd);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || kiln_buf_put(out, chunk, (size_t)n) < 0) {
+			error = kiln_error_set(KILN_ERROR, "cannot read '%s' in '%s'", rel, root);
+			break;
+		}
+	}
+	close(fd);
+	return error;
+}
