@@ -618,20 +618,45 @@ next:
 	return 0;
 }
 
-static bool instance_gone(kiln_local *l, const char *id)
+/* 0 running or pending, 1 stopped (or stopping), 2 terminated or unknown */
+static int instance_gone(kiln_local *l, const char *id)
 {
 	json_t *doc = NULL;
 	const char *state;
-	bool gone;
+	int gone;
 
 	if (kiln_local_instance_load(&doc, l, id) < 0) {
 		kiln_error_clear();
-		return true;
+		return 2;
 	}
 	state = kiln_local_jstr(doc, "state");
-	gone = strcmp(state, "running") && strcmp(state, "pending");
+	gone = !strcmp(state, "running") || !strcmp(state, "pending") ? 0
+	       : !strcmp(state, "stopped") || !strcmp(state, "stopping") ? 1
+									: 2;
 	json_decref(doc);
 	return gone;
+}
+
+/*
+ * As ELB deregisters terminated instances by itself: their servers go
+ * (maint at once, deleted by the settle that follows), so a fleet's
+ * balancer does not collect dead entries.
+ */
+static void forget_terminated(kiln_local *l, lb_state *st, bool *changed)
+{
+	size_t i;
+	for (i = 0; i < st->n; i++) {
+		kiln_local_lb_server *s = &st->servers[i];
+		if (s->draining || instance_gone(l, s->id) != 2)
+			continue;
+		if (lb_cmd_quiet(st, "set server be/%s state maint", s->id) < 0)
+			kiln_error_clear();
+		s->draining = true;
+		s->drain_start_ms = 0; /* nothing to wait for */
+		*changed = true;
+		kiln_emit(KILN_LOCAL_EVENTS(l), "info", KILN_LEVEL_DEBUG, NULL,
+			  "balancer '%s': '%s' was terminated: deregistered", st->conf.name, s->id);
+	}
 }
 
 int kiln_local_lb_health(kiln_cloud *c, const kiln_lb *lb, const char *const *ids, size_t n,
@@ -647,7 +672,10 @@ int kiln_local_lb_health(kiln_cloud *c, const kiln_lb *lb, const char *const *id
 	bool changed = false;
 	int error;
 
-	if ((error = lb_prepare(l, lb, &st, &lock)) < 0 || (error = lb_stat(&st, &rows, &n_rows)) < 0)
+	if ((error = lb_prepare(l, lb, &st, &lock)) < 0)
+		goto done;
+	forget_terminated(l, &st, &changed);
+	if ((error = lb_stat(&st, &rows, &n_rows)) < 0)
 		goto done;
 	if ((error = lb_settle(l, &st, rows, n_rows, &changed)) < 0)
 		goto done;
@@ -670,7 +698,7 @@ int kiln_local_lb_health(kiln_cloud *c, const kiln_lb *lb, const char *const *id
 		if (srv)
 			before = *srv;
 		if (srv && !srv->draining && instance_gone(l, srv->id)) {
-			/* as ELB: a stopped or terminated target is unused, whatever its checks say */
+			/* as ELB: a stopped target is unused, whatever its checks say */
 			t.health = KILN_HEALTH_UNUSED;
 			snprintf(t.reason, sizeof(t.reason),
 				 "Target.InvalidState: the instance is not running");

@@ -302,6 +302,12 @@ static int read_ifalias(kiln_buf *out, const char *ifname)
 	return 0;
 }
 
+/* A kiln alias ("kiln:DIR") whose DIR is gone (purged, or a crashed test's temporary one). */
+static bool stale_owner(const char *alias)
+{
+	return !strncmp(alias, "kiln:/", 6) && access(alias + 5, F_OK) != 0;
+}
+
 static int ip_json(json_t **out, const char *const *argv)
 {
 	kiln_buf o = KILN_BUF_INIT;
@@ -358,6 +364,15 @@ int kiln_local_bridge_ensure(const kiln_local *l, const kiln_local_config *cfg)
 		goto done;
 	if (kiln_local_link_exists(cfg->bridge)) {
 		read_ifalias(&alias, cfg->bridge);
+		if (strcmp(alias.ptr, owner.ptr) && stale_owner(alias.ptr)) {
+			/* left by a state dir that no longer exists (a crashed test run): reclaim */
+			const char *del[] = { "ip", "link", "del", cfg->bridge, NULL };
+			if ((error = kiln_local_run(del, NULL, NULL, IP_TIMEOUT_MS)) < 0)
+				goto done;
+			kiln_buf_reset(&alias);
+			error = kiln_local_bridge_ensure(l, cfg);
+			goto done;
+		}
 		if (strcmp(alias.ptr, owner.ptr)) {
 			error = kiln_error_set(KILN_EINVALID,
 					       "network interface '%s' exists and is not this kiln's "

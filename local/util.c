@@ -109,6 +109,11 @@ static void child_exec(const char *const *argv, int out_fd)
 		if (out_fd > 2)
 			close(out_fd);
 	}
+	/*
+	 * Nothing else kiln's caller left open goes along: a daemon holding
+	 * the pipe of a shell's $(...) would keep that shell waiting forever.
+	 */
+	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 	execvp(argv[0], (char *const *)argv);
 }
 

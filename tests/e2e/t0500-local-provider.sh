@@ -15,7 +15,7 @@
 
 . "$(dirname "$0")/lib-local.sh"
 
-LB_PORT=${KILN_TEST_LB_PORT:-18480}
+LB_PORT=${KILN_TEST_LB_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 LB="web,127.0.0.1:$LB_PORT,/healthz,1,2,2,8000"
 URL=http://127.0.0.1:$LB_PORT
 

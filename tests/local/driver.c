@@ -260,7 +260,7 @@ int main(int argc, char **argv)
 			       out.items[j].snapshots.n ? out.items[j].snapshots.items[0] : "-");
 		kiln_image_list_release(&out);
 		rc = 0;
-	} else if (!strcmp(cmd, "keypair-import") && argc == 4) {
+	} else if (!strcmp(cmd, "keypair-import") && argc >= 4) {
 		char *key = NULL;
 		if (read_text(&key, argv[3]) < 0 || c->ops->keypair_import(c, argv[2], key, &tags) < 0)
 			rc = fail("keypair-import");
