@@ -36,7 +36,7 @@
 #define KILN_LOCAL_APT_PORT 3142
 #define KILN_LOCAL_MIRROR "http://deb.debian.org/debian"
 /* Bump when the base's recipe changes: cached bases of another recipe are not reused. */
-#define KILN_LOCAL_BASE_RECIPE 1
+#define KILN_LOCAL_BASE_RECIPE 2
 #define KILN_LOCAL_DRAIN_TIMEOUT_S 30
 /* Terminated instances stay visible this long, as on EC2. */
 #define KILN_LOCAL_TERMINATED_KEEP_S 3600

@@ -49,7 +49,8 @@ for tool in systemd-nspawn haproxy apt-cacher-ng ip ssh ssh-keygen curl python3;
 done
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || skip_all "no overlayfs in this kernel"
 [ -x "$DRIVER" ] || skip_all "no $DRIVER (built without the local provider?)"
-if [ ! -f "$KILN_LOCAL_BASE_CACHE/debian-12-r1/base.json" ]; then
+BASE_RECIPE=2 # keep in step with KILN_LOCAL_BASE_RECIPE in local/local.h
+if [ ! -f "$KILN_LOCAL_BASE_CACHE/debian-12-r$BASE_RECIPE/base.json" ]; then
 	command -v mmdebstrap >/dev/null 2>&1 || skip_all "'mmdebstrap' is not installed and no cached base image"
 	curl -s -o /dev/null -m 20 http://deb.debian.org/debian/dists/bookworm/Release ||
 		skip_all "Debian's mirror is unreachable and no base image is cached in $KILN_LOCAL_BASE_CACHE"

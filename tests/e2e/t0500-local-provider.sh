@@ -262,6 +262,6 @@ check "a new instance runs after the repair" "$DRIVER" wait-running timeout=120 
 check "terminate" "$DRIVER" terminate "$I3" "$I4"
 check "kiln local down --purge" "$KILN" local down --purge
 [ ! -e "$STATE" ] && ok "--purge removed all local state" || fail "$STATE remains"
-[ -f "$KILN_LOCAL_BASE_CACHE/debian-12-r1/base.json" ] && ok "the base image cache stays for the next suite" || fail "no base cache"
+[ -f "$KILN_LOCAL_BASE_CACHE/debian-12-r$BASE_RECIPE/base.json" ] && ok "the base image cache stays for the next suite" || fail "no base cache"
 
 printf '1..%d\n' "$test_count"
