@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -1068,32 +1069,39 @@ done:
 int kiln_local_console_output(kiln_cloud *c, const char *id, kiln_buf *out)
 {
 	kiln_local *l = KILN_LOCAL(c);
-	kiln_buf p = KILN_BUF_INIT, all = KILN_BUF_INIT;
+	kiln_buf p = KILN_BUF_INIT;
 	json_t *doc = NULL;
-	int error;
+	struct stat st;
+	char chunk[8192];
+	int fd = -1, error;
+	ssize_t n;
 
-	if ((error = kiln_local_instance_load(&doc, l, id)) < 0)
+	if ((error = kiln_local_instance_load(&doc, l, id)) < 0 || (error = inst_path(&p, l, id, "console.log")) < 0)
 		goto done;
-	kiln_buf_init(&all, 64 << 20);
-	if ((error = inst_path(&p, l, id, "console.log")) < 0)
+	kiln_buf_reset(out);
+	if ((fd = open(p.ptr, O_RDONLY | O_CLOEXEC)) < 0) {
+		/* never booted, or terminated: empty, as EC2's */
+		error = errno == ENOENT ? 0 : kiln_error_set_os(KILN_ERROR, errno, "cannot read '%s'", p.ptr);
 		goto done;
-	error = kiln_read_file(&all, p.ptr);
-	if (error == KILN_ENOTFOUND) {
-		kiln_error_clear();
-		error = 0;
 	}
-	if (error < 0)
-		goto done;
 	/* the tail, as EC2 keeps the last 64 KiB */
-	{
-		size_t from = all.len > CONSOLE_MAX ? all.len - CONSOLE_MAX : 0;
-		kiln_buf_reset(out);
-		error = kiln_buf_put(out, all.ptr + from, all.len - from);
+	if (fstat(fd, &st) == 0 && st.st_size > CONSOLE_MAX)
+		lseek(fd, st.st_size - CONSOLE_MAX, SEEK_SET);
+	while (out->len < CONSOLE_MAX && (n = read(fd, chunk, KILN_MIN(sizeof(chunk), CONSOLE_MAX - out->len))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error = kiln_error_set_os(KILN_ERROR, errno, "cannot read '%s'", p.ptr);
+			goto done;
+		}
+		if ((error = kiln_buf_put(out, chunk, (size_t)n)) < 0)
+			goto done;
 	}
 done:
+	if (fd >= 0)
+		close(fd);
 	json_decref(doc);
 	kiln_buf_release(&p);
-	kiln_buf_release(&all);
 	return error;
 }
 

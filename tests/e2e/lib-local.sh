@@ -67,9 +67,20 @@ local_cleanup() {
 		say "kept $TEST_DIR (KILN_TEST_KEEP=1): 'KILN_STATE_DIR=$KILN_STATE_DIR $KILN local down --purge' cleans up"
 		exit $rc
 	fi
+	# what the suite left running (load, a launch) must not race the cleanup
+	local jobs_left
+	jobs_left=$(jobs -p)
+	[ -n "$jobs_left" ] && kill $jobs_left 2>/dev/null
+	wait 2>/dev/null
 	[ $rc -ne 0 ] && KILN_STATE_DIR=$KILN_STATE_DIR "$KILN" local status 2>&1 | sed 's/^/#   /'
-	"$KILN" local down --purge >/dev/null 2>&1 || say "cleanup: kiln local down --purge failed"
-	rm -rf "$TEST_DIR"
+	if "$KILN" local down --purge >"$TEST_DIR/down.log" 2>&1; then
+		rm -rf "$TEST_DIR"
+	else
+		# never rm -rf under live mounts: say what is left instead
+		sed 's/^/#   /' "$TEST_DIR/down.log"
+		say "cleanup: kiln local down --purge failed; $TEST_DIR is left for a look"
+		[ $rc -eq 0 ] && rc=1
+	fi
 	exit $rc
 }
 trap local_cleanup EXIT

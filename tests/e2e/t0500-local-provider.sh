@@ -66,7 +66,9 @@ check "apt-get installs a package through the apt proxy" \
 check "the apt proxy cached it" sh -c "find '$STATE/apt-cache' -name 'hello_*.deb' | grep -q ."
 on "$IP1" 'echo image-v1 > /etc/kiln-e2e-marker' || fail "write a marker"
 KEY1=$(on "$IP1" 'cat /etc/ssh/ssh_host_ed25519_key.pub' | awk '{print $2}')
-check "the console shows the host key fingerprints" sh -c "'$DRIVER' console $I1 | grep -q 'BEGIN SSH HOST KEY FINGERPRINTS'"
+"$DRIVER" console "$I1" >"$TEST_DIR/console" || fail "console output"
+grep -q 'BEGIN SSH HOST KEY FINGERPRINTS' "$TEST_DIR/console" && [ -n "$KEY1" ] && grep -qF "$KEY1" "$TEST_DIR/console" &&
+	ok "the console shows the host key fingerprints and keys" || fail "no host keys on the console"
 
 # ---- stop, image ----
 check "stop" "$DRIVER" stop "$I1"
@@ -228,20 +230,30 @@ h=$("$DRIVER" lb-health "$LB" "$A")
 case "$h" in *" unused "*) ok "a terminated target is unused ($h)" ;; *) fail "terminated target: '$h'" ;; esac
 [ -z "$(live_pids $NSPAWN_PIDS)" ] && ok "their containers are gone" || fail "nspawn still running: $(live_pids $NSPAWN_PIDS)"
 
-# ---- down leaves nothing ----
-I2=$("$DRIVER" launch debian-12 key=e2e) || fail "launch before down"
-"$DRIVER" wait-running timeout=120 "$I2" >/dev/null || fail "$I2 running"
+# ---- concurrent launches, then down leaves nothing ----
+"$DRIVER" launch debian-12 key=e2e count=2 >"$TEST_DIR/p1" &
+P1=$!
+"$DRIVER" launch debian-12 key=e2e count=2 >"$TEST_DIR/p2" &
+P2=$!
+wait $P1 && wait $P2 || fail "two launches at once"
+PAR=$(cat "$TEST_DIR/p1" "$TEST_DIR/p2")
+"$DRIVER" wait-running timeout=120 $PAR >"$TEST_DIR/par" || fail "the four running"
+[ "$(awk '{print $2}' "$TEST_DIR/par" | sort -u | wc -l)" = 4 ] && ok "two launches at once: four instances, four addresses" ||
+	fail "addresses: $(cat "$TEST_DIR/par")"
+I2=${PAR%%$'\n'*}
 HA_PID=$(cat "$STATE/lb/web/haproxy.pid")
-N2=$(cat "$STATE/instances/$I2/nspawn.pid")
-VETH2=kiln${I2: -11}
+PIDS="$HA_PID $ACNG_PID"
+for i in $PAR; do PIDS="$PIDS $(cat "$STATE/instances/$i/nspawn.pid")"; done
 check "kiln local down" "$KILN" local down
-[ -z "$(ip netns list | grep -F "kiln-$I2")" ] && ok "no namespace left" || fail "namespace left: $(ip netns list)"
+for i in $PAR; do
+	[ -e "/run/netns/kiln-$i" ] && fail "namespace kiln-$i left"
+	ip link show "kiln${i: -11}" >/dev/null 2>&1 && fail "veth kiln${i: -11} left"
+	[ "$(inst_field "$i" 2)" = stopped ] || fail "$i is $(inst_field "$i" 2)"
+done
+ok "no namespace or veth left; the instances are stopped, kept"
 [ -z "$(grep -F " $STATE/" /proc/self/mountinfo)" ] && ok "no mount left" || fail "mounts left: $(grep -F " $STATE/" /proc/self/mountinfo)"
 ! ip link show "$TEST_BRIDGE" >/dev/null 2>&1 && ok "no bridge left" || fail "bridge $TEST_BRIDGE left"
-! ip link show "$VETH2" >/dev/null 2>&1 && ok "no veth left" || fail "veth $VETH2 left"
-[ -z "$(live_pids "$HA_PID" "$N2" "$ACNG_PID")" ] && ok "no process left (HAProxy, nspawn, apt-cacher-ng)" ||
-	fail "processes left: $(live_pids "$HA_PID" "$N2" "$ACNG_PID")"
-[ "$(inst_field "$I2" 2)" = stopped ] && ok "$I2 is stopped, kept" || fail "$I2 is $(inst_field "$I2" 2)"
+[ -z "$(live_pids $PIDS)" ] && ok "no process left (HAProxy, nspawn, apt-cacher-ng)" || fail "processes left: $(live_pids $PIDS)"
 [ -d "$STATE/base/debian-12" ] && [ -d "$STATE/apt-cache" ] && ok "the base and the apt cache are kept" || fail "down removed the base or cache"
 
 # ---- kill -9 everything, then up again ----
