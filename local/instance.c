@@ -621,6 +621,7 @@ int kiln_local_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 {
 	kiln_local *l = KILN_LOCAL(c);
 	kiln_lock images_lock = KILN_LOCK_INIT, alloc_lock = KILN_LOCK_INIT;
+	kiln_lock inst_locks[64];
 	kiln_buf p = KILN_BUF_INIT, key = KILN_BUF_INIT;
 	kiln_strings launched = { 0 }, used = { 0 }, chain = { 0 };
 	kiln_image img = { 0 };
@@ -638,6 +639,10 @@ int kiln_local_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 		return kiln_error_set(KILN_EINVALID, "launch: count %u is more than 64", count);
 	if (spec->client_token && !valid_token(spec->client_token))
 		return kiln_error_set(KILN_EINVALID, "launch: the client token must be 1-64 printable ASCII characters");
+	for (k = 0; k < KILN_ARRAY_SIZE(inst_locks); k++) {
+		inst_locks[k].fd = -1;
+		inst_locks[k].path = NULL;
+	}
 	if (spec->user_data && strlen(spec->user_data) > USER_DATA_MAX)
 		return kiln_error_set(KILN_EINVALID, "launch: user data is larger than %d bytes", USER_DATA_MAX);
 	if ((error = kiln_local_require_root("launching a local instance")) < 0 ||
@@ -689,7 +694,14 @@ int kiln_local_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 		if ((error = kiln_local_new_id(id, "i-")) < 0 ||
 		    (error = kiln_local_ip_pick(ip, &subnet, &used)) < 0 ||
 		    (error = kiln_strings_add(&used, ip)) < 0 || (error = inst_path(&p, l, id, "")) < 0 ||
-		    (error = kiln_mkdir_p(p.ptr, 0700)) < 0)
+		    (error = kiln_mkdir_p(p.ptr, 0700)) < 0 || (error = inst_path(&p, l, id, "lock")) < 0)
+			goto done;
+		/*
+		 * Held from before the record exists until the container runs:
+		 * another process settling states (describe, up) must not take
+		 * this pending instance without a container for a dead one.
+		 */
+		if ((error = kiln_lock_acquire(&inst_locks[k], p.ptr, 0)) < 0)
 			goto done;
 		doc = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:O,s:s,s:O,s:b}", "id", id,
 				"image_id", img.id, "base", KILN_LOCAL_BASE_ID, "layers",
@@ -713,15 +725,11 @@ int kiln_local_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 	kiln_lock_release(&images_lock);
 
 	for (i = 0; i < launched.n; i++) {
-		kiln_lock lock = KILN_LOCK_INIT;
 		json_t *doc = NULL;
-		if ((error = inst_path(&p, l, launched.items[i], "lock")) < 0 ||
-		    (error = kiln_lock_acquire(&lock, p.ptr, 60000)) < 0)
-			goto done;
 		if ((error = kiln_local_instance_load(&doc, l, launched.items[i])) == 0)
 			error = boot(l, doc, spec->user_data);
 		json_decref(doc);
-		kiln_lock_release(&lock);
+		kiln_lock_release(&inst_locks[i]);
 		if (error < 0)
 			goto done;
 		kiln_emit(c->events, "resource", KILN_LEVEL_INFO,
@@ -731,6 +739,8 @@ int kiln_local_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 	}
 	error = describe_ids(l, &launched, out);
 done:
+	for (k = 0; k < KILN_ARRAY_SIZE(inst_locks); k++)
+		kiln_lock_release(&inst_locks[k]);
 	if (error < 0 && created && launched.n) {
 		/* all or nothing, as RunInstances: what this call started goes */
 		kiln_error saved;
