@@ -232,6 +232,17 @@ static void test_iso8601(void **state)
 	assert_int_equal(t, 1764106664);
 	assert_int_equal(kiln_parse_iso8601(&t, "2025-11-25T21:37:44+00:00"), 0);
 	assert_int_equal(kiln_parse_iso8601(&t, "yesterday"), KILN_EINVALID);
+	/* years outside 0000-9999 clamp rather than overrun or read an unset tm */
+	kiln_format_iso8601(s, INT64_MAX);
+	assert_string_equal(s, "9999-12-31T23:59:59Z");
+	kiln_format_iso8601(s, 253402300800LL);
+	assert_string_equal(s, "9999-12-31T23:59:59Z");
+	kiln_format_iso8601(s, INT64_MIN);
+	assert_string_equal(s, "0000-01-01T00:00:00Z");
+	kiln_format_iso8601(s, -1);
+	assert_string_equal(s, "1969-12-31T23:59:59Z");
+	assert_int_equal(kiln_parse_iso8601(&t, "0000-01-01T00:00:00Z"), 0);
+	assert_int_equal(t, -62167219200LL);
 }
 
 static void test_image_refs(void **state)
