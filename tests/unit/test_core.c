@@ -118,6 +118,14 @@ static void test_json_syntax_error(void **state)
 	assert_null(doc);
 	assert_error(kiln_jdoc_parse(&doc, "dup.json", dup, strlen(dup)), KILN_EINVALID, "duplicate");
 	assert_error(kiln_jdoc_load(&doc, "/nonexistent/x.json"), KILN_ENOTFOUND, "/nonexistent/x.json");
+	/* jansson 2.14 would skip this NUL and the positions would drift */
+	static const char nul[] = "[1E+2\0, true]";
+	assert_error(kiln_jdoc_parse(&doc, "nul.json", nul, sizeof(nul) - 1), KILN_EINVALID,
+		     "nul.json:1:6: NUL byte in the text");
+	assert_null(doc);
+	/* an escaped NUL in a string is JSON */
+	assert_int_equal(kiln_jdoc_parse(&doc, "ok.json", "[\"a\\u0000b\"]", 12), 0);
+	kiln_jdoc_free(doc);
 }
 
 static void test_atomic_write_and_mode(void **state)
