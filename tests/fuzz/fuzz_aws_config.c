@@ -108,9 +108,10 @@ static bool rotate_secrets(char *text, size_t size)
 	bool any = false;
 
 	while (p < end) {
-		char *eol = memchr(p, '\n', (size_t)(end - p)), *k = p, *eq, *ke;
-		if (!eol)
-			eol = end;
+		char *eol = p, *k = p, *eq, *ke;
+		/* a line ends at '\n', and at the NUL between the two files */
+		while (eol < end && *eol != '\n' && *eol != '\0')
+			eol++;
 		p = eol + 1;
 		while (k < eol && (*k == ' ' || *k == '\t' || *k == '\r'))
 			k++;
