@@ -465,16 +465,24 @@ static int resolve_region(char **out, const char *given, const profile *p)
 /* http(s)://host[:port][/path], kept without its trailing '/'. */
 static int endpoint_dup(char **out, const char *url, const char *from)
 {
-	size_t len = strlen(url);
+	size_t len = strlen(url), i;
 	const char *host;
 
+	/*
+	 * No control characters: curl would refuse the url only later, and the
+	 * messages below quote it, which must stay one printable line.
+	 */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)url[i] < 0x20 || url[i] == 0x7f)
+			return kiln_error_set(KILN_EINVALID,
+					      "%s is not a url kiln can use: it holds a control character", from);
 	if (strncasecmp(url, "https://", 8) == 0)
 		host = url + 8;
 	else if (strncasecmp(url, "http://", 7) == 0)
 		host = url + 7;
 	else
 		return kiln_error_set(KILN_EINVALID, "%s '%s' is not an http:// or https:// url", from, url);
-	if (!*host || *host == '/' || strpbrk(url, " \t\r\n?#"))
+	if (!*host || *host == '/' || strpbrk(url, " ?#"))
 		return kiln_error_set(KILN_EINVALID, "%s '%s' is not a url kiln can use", from, url);
 	while (len && url[len - 1] == '/')
 		len--;

@@ -6,11 +6,12 @@
  * no NUL byte it is the config file alone (no credentials file), so plain
  * ~/.aws/config samples are seeds as they are. Each input is resolved for
  * the default profile and for AWS_PROFILE=web, with the environment
- * otherwise empty. What comes out must be usable (a region of host-label
- * characters, every endpoint an http(s) URL without a trailing '/', both
- * keys); a failure must be KILN_EINVALID with a message that never quotes
- * a secret: the message must not change when every letter and digit of the
- * aws_secret_access_key and aws_session_token values is changed.
+ * otherwise empty. What comes out must be usable: a region of host-label
+ * characters, every endpoint an http(s) URL with a host, no trailing '/',
+ * no white space or control characters, and both keys. A failure must be
+ * KILN_EINVALID with a message that never quotes a secret: the message must
+ * not change when every letter and digit of the aws_secret_access_key and
+ * aws_session_token values is changed.
  */
 #include <strings.h>
 
@@ -52,9 +53,11 @@ static void check_config(const kiln_aws_config *cfg)
 		size_t n;
 		FUZZ_CHECK(e);
 		n = strlen(e);
-		FUZZ_CHECK(!strncasecmp(e, "https://", 8) || !strncasecmp(e, "http://", 7));
-		FUZZ_CHECK(n > 8 && e[n - 1] != '/');
-		FUZZ_CHECK(!strpbrk(e, " \t\r\n?#"));
+		size_t host = !strncasecmp(e, "https://", 8) ? 8 : !strncasecmp(e, "http://", 7) ? 7 : 0;
+		FUZZ_CHECK(host);
+		FUZZ_CHECK(n > host && e[host] != '/' && e[n - 1] != '/');
+		for (s = e; *s; s++)
+			FUZZ_CHECK((unsigned char)*s > 0x20 && *s != 0x7f && *s != '?' && *s != '#');
 	}
 	FUZZ_CHECK(cfg->credentials.access_key_id && *cfg->credentials.access_key_id);
 	FUZZ_CHECK(cfg->credentials.secret_access_key && *cfg->credentials.secret_access_key);

@@ -467,6 +467,13 @@ static void test_endpoint_chain(void **state)
 		     "AWS_ENDPOINT_URL_SSM '127.0.0.1:5000' is not an http:// or https:// url");
 	setenv("AWS_ENDPOINT_URL_SSM", "http://", 1);
 	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID, "is not a url kiln can use");
+	/* a control character is refused, and the message does not carry it */
+	setenv("AWS_ENDPOINT_URL_SSM", "http://\x05", 1);
+	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID,
+		     "AWS_ENDPOINT_URL_SSM is not a url kiln can use: it holds a control character");
+	setenv("AWS_ENDPOINT_URL_SSM", "http://a\nb", 1);
+	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID, "holds a control character");
+	assert_null(strchr(kiln_error_last()->message, '\n'));
 }
 
 static void test_service_names(void **state)
