@@ -233,7 +233,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(kiln_error_last()->code == rc && kiln_error_last()->message[0]);
 		FUZZ_CHECK(res.canonical_request.len == 0 && res.signature[0] == '\0' &&
 			   res.authorization[0] == '\0');
-		FUZZ_CHECK(strstr(kiln_error_last()->message, creds.secret_access_key) == NULL);
+		/* the secret never reaches a message, unless the request itself held it */
+		if (!memmem(data, size, creds.secret_access_key, strlen(creds.secret_access_key)))
+			FUZZ_CHECK(strstr(kiln_error_last()->message, creds.secret_access_key) == NULL);
 	}
 	kiln_sigv4_result_release(&res);
 	free(r.text);
