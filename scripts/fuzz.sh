@@ -4,9 +4,9 @@
 #
 #   FUZZ_SECONDS=60     how long each target runs
 #   FUZZ_TARGETS="..."  which (names as in tests/fuzz/fuzz_NAME.c); default all
-#   FUZZ_MERGE=1        afterwards, merge the new inputs that add coverage
-#                       (libFuzzer -merge=1 keeps the smallest input for each
-#                       feature) into the committed corpus tests/fuzz/corpus/NAME
+#   FUZZ_MERGE=1        afterwards, merge the new inputs that reach new edges
+#                       (libFuzzer -merge=1 -use_counters=0, the smallest input
+#                       for each) into the committed corpus tests/fuzz/corpus/NAME
 #   FUZZ_DIR=build/fuzz the build, scratch corpora, crash artifacts and logs
 #   FUZZ_NICE=10        nice level of the fuzzers (shared machines)
 #   FUZZ_ARGS="..."     more libFuzzer options, e.g. -max_len=8192
@@ -124,7 +124,10 @@ for name in $targets; do
 		failed=1
 	elif [ "$merge" = 1 ]; then
 		before=$(find "$committed" -type f | wc -l)
-		if nice -n "$nice_level" "$bin" -merge=1 "$committed" "$scratch" >"$dir/logs/$name.merge.log" 2>&1; then
+		# -use_counters=0: keep inputs that reach new edges, not every new
+		# loop count (that would be thousands of files for the repo)
+		if nice -n "$nice_level" "$bin" -merge=1 -use_counters=0 "$committed" "$scratch" \
+			>"$dir/logs/$name.merge.log" 2>&1; then
 			after=$(find "$committed" -type f | wc -l)
 			result="ok, merged $((after - before)) new inputs into $committed"
 		else
