@@ -97,7 +97,7 @@ int kiln_plan_token(char *out, size_t size, const char *rollout_id, unsigned epo
 
 json_t *kiln_plan_to_json(const kiln_plan *plan, const kiln_strings *subnet_ids)
 {
-	json_t *o = json_pack("{s:i,s:i,s:i,s:i}", "desired", (json_int_t)plan->desired, "batch_size",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I}", "desired", (json_int_t)plan->desired, "batch_size",
 			      (json_int_t)plan->batch_size, "old_count", (json_int_t)plan->old_count,
 			      "batch_count", (json_int_t)plan->n_batches);
 	json_t *batches = json_array();
@@ -117,7 +117,7 @@ json_t *kiln_plan_to_json(const kiln_plan *plan, const kiln_strings *subnet_ids)
 				json_object_set_new(spread, name, json_integer(b->per_subnet[i]));
 		}
 		json_array_append_new(batches,
-				      json_pack("{s:i,s:i,s:o,s:i,s:i}", "number", (json_int_t)b->number,
+				      json_pack("{s:I,s:I,s:o,s:I,s:I}", "number", (json_int_t)b->number,
 						"launch", (json_int_t)b->launch, "subnets",
 						spread ? spread : json_object(), "retire",
 						(json_int_t)b->retire, "old_left", (json_int_t)b->old_left));
