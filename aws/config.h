@@ -44,6 +44,8 @@ typedef struct kiln_aws_config {
 
 /* "ec2", "elasticloadbalancing", "elasticloadbalancing", "ssm", "sts": the signing name. */
 const char *kiln_aws_service_signing_name(kiln_aws_service s);
+/* "EC2", "ELASTIC_LOAD_BALANCING_V2", ...: the AWS_ENDPOINT_URL_<this> suffix, for hints. */
+const char *kiln_aws_service_env_suffix(kiln_aws_service s);
 
 /*
  * Resolves everything from the environment and the shared files.

@@ -42,6 +42,17 @@ typedef struct kiln_sigv4_request {
 	const char *service;      /* "ec2", "elasticloadbalancing", "ssm", "sts" */
 	int64_t time;             /* Unix seconds: the frozen-clock seam */
 	bool sign_content_sha256; /* also add and sign X-Amz-Content-Sha256 (S3-style); off for kiln's services */
+	/*
+	 * Added members; zero (the default) is what kiln's services want.
+	 * no_normalize_path: sign the path as given, without removing "." and
+	 *   ".." segments and empty segments (S3-style; the suite's
+	 *   "normalize": false cases). The path is URI-encoded either way.
+	 * omit_session_token: leave X-Amz-Security-Token out of the signature
+	 *   although creds has one; the caller still sends it (the suite's
+	 *   post-sts-header-after, "omit_session_token": true).
+	 */
+	bool no_normalize_path;
+	bool omit_session_token;
 } kiln_sigv4_request;
 
 typedef struct kiln_sigv4_result {
@@ -64,5 +75,33 @@ void kiln_sigv4_result_release(kiln_sigv4_result *r);
  */
 int kiln_sigv4_sign(kiln_sigv4_result *out, const kiln_sigv4_request *req,
 		    const kiln_aws_credentials *creds);
+
+/*
+ * Rules the signer follows, in full (the suite's and botocore's):
+ *  - headers: names are lowercased; values lose leading and trailing white
+ *    space and every inner run of white space (spaces, tabs, folded line
+ *    breaks) becomes one space; a name given more than once is signed once,
+ *    its values joined with "," in the order given; sorted by name.
+ *    req->headers must not hold Host, X-Amz-Date, Authorization or
+ *    X-Amz-Security-Token (the signer adds them): KILN_EINVALID.
+ *  - path: "." / ".." / empty segments removed (unless no_normalize_path),
+ *    then URI-encoded once more, '/' kept (non-S3 services expect a path
+ *    that was sent percent-encoded to be encoded again).
+ *  - query: split on '&', each key and value percent-decoded and encoded
+ *    again (RFC 3986 unreserved kept; '+' is a literal plus, "%2B"), a
+ *    key without '=' gets an empty value, sorted by key then value.
+ *
+ * out must have been initialised (kiln_sigv4_result_init); it may be
+ * reused for the next signature (each retry re-signs with a fresh time).
+ * out->canonical_request holds the session token when there is one: do not
+ * log it. kiln_sigv4_result_release wipes it.
+ */
+
+/*
+ * Appends s[0..len) percent-encoded the way SigV4 wants: A-Z a-z 0-9 - _ . ~
+ * kept, '/' kept when keep_slash, every other byte as %XX (uppercase). The
+ * AWS Query protocol's form bodies use the same rule (keep_slash false).
+ */
+int kiln_sigv4_uri_encode(kiln_buf *out, const char *s, size_t len, bool keep_slash);
 
 #endif

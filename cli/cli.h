@@ -30,6 +30,17 @@ typedef struct cli_command {
 
 const cli_command *cli_find_command(const char *name);
 
+/*
+ * Every command's entry point and help texts, declared from the table
+ * (cli/commands.def), so each cmd_<verb>.c gets its prototypes from here.
+ */
+#define CMD(name)                              \
+	int cmd_##name(int argc, char **argv); \
+	extern const char name##_summary[];    \
+	extern const char name##_usage[];
+#include "cli/commands.def"
+#undef CMD
+
 /* Options every command takes, parsed by cli_common_option. */
 typedef struct cli_opts {
 	bool json;

@@ -454,7 +454,7 @@ int kiln_jdoc_get_array(const kiln_jdoc *doc, const json_t *obj, const char *key
 int kiln_jdoc_get_string_map(const kiln_jdoc *doc, const json_t *obj, const char *key,
 			     json_t **out)
 {
-	json_t *m, *v;
+	json_t *m = NULL, *v;
 	const char *k;
 	int rc;
 
@@ -472,7 +472,7 @@ int kiln_jdoc_get_string_map(const kiln_jdoc *doc, const json_t *obj, const char
 int kiln_jdoc_get_string_array(const kiln_jdoc *doc, const json_t *obj, const char *key,
 			       bool required, json_t **out)
 {
-	json_t *a, *v;
+	json_t *a = NULL, *v;
 	size_t i;
 	int rc;
 

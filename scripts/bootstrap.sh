@@ -14,8 +14,9 @@ what=${1:-build}
 build_pkgs="build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev
 libxml2-dev libjansson-dev libssh2-1-dev libcmocka-dev"
 # the e2e suites: a real sshd stands in for the builder's instance, curl feeds
-# its AuthorizedKeysCommand, iproute2 for the network namespaces
-test_pkgs="openssh-server openssh-client curl iproute2 util-linux procps"
+# its AuthorizedKeysCommand, iproute2 for the network namespaces, jq reads
+# kiln's --json output and the AWS replies
+test_pkgs="openssh-server openssh-client curl iproute2 util-linux procps jq"
 # the local provider: containers, base image, apt proxy, load balancer, load
 local_pkgs="systemd-container mmdebstrap apt-cacher-ng haproxy wrk uidmap"
 
