@@ -2125,10 +2125,11 @@ int kiln_rollout_status(json_t **out, const kiln_rollout_opts *o)
 		const char *role = kiln_tags_get(&inst->tags, KILN_TAG_ROLE);
 		const char *rid = kiln_tags_get(&inst->tags, KILN_TAG_ROLLOUT_ID);
 		const char *img = label(&e, inst->image_id);
-		json_t *h = json_object(), *j;
+		json_t *h, *j;
 		char when[21];
 		if (inst_gone(inst))
 			continue;
+		h = json_object();
 		for (l = 0; h && l < e.n_lbs; l++) {
 			const kiln_target *t = target_in(&e.lbs[l], inst->id);
 			json_object_set_new(h, e.lbs[l].info.name,

@@ -534,6 +534,15 @@ static void test_rollback_to_previous_and_to(void **state)
 	assert_int_equal(run_rollback(w, w->v3, &res), 0);
 	assert_fleet(w, w->v3, 4);
 	kiln_rollout_result_release(&res);
+	{
+		kiln_rollout_opts o = opts_for(w, NULL);
+		json_t *sj = NULL;
+		assert_int_equal(kiln_rollout_status(&sj, &o), 0);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(sj, "state"),
+									"previous_image")), "web@1");
+		assert_int_equal(json_array_size(json_object_get(json_object_get(sj, "state"), "history")), 3);
+		json_decref(sj);
+	}
 	world_free(w);
 }
 
