@@ -41,6 +41,9 @@ const cli_command *cli_find_command(const char *name);
 #include "cli/commands.def"
 #undef CMD
 
+/* `kiln images prune` (cli/images_prune.c), dispatched by cmd_images; argv as cmd_images got it. */
+int cli_images_prune(int argc, char **argv);
+
 /* Options every command takes, parsed by cli_common_option. */
 typedef struct cli_opts {
 	bool json;

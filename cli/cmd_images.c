@@ -4,16 +4,20 @@
 #include "core/clock.h"
 #include "core/registry.h"
 
-const char images_summary[] = "list and show the images kiln built";
+const char images_summary[] = "list, show and prune the images kiln built";
 const char images_usage[] =
 	"usage: kiln images list [NAME] [--provider P] [--json]\n"
 	"   or: kiln images show NAME[@VERSION]|ID [--provider P] [--json]\n"
+	"   or: kiln images prune NAME --keep N [--dry-run] [--provider P] [--json]\n"
 	"\n"
 	"list: the images kiln built (those tagged kiln:image and kiln:version), by\n"
 	"name, newest version first; with NAME only that image's versions. --json\n"
 	"prints a JSON array.\n"
 	"show: one image: NAME is its newest available version, NAME@N version N,\n"
 	"or a provider image id (ami-..., img-...). --json prints a JSON object.\n"
+	"prune: deletes older versions of NAME with their snapshots, keeping the newest\n"
+	"N available ones, any still pending, and every image a fleet runs, a rollout\n"
+	"record or lock names, or a fleet would roll back to. --dry-run only says which.\n"
 	"\n"
 	"options:\n"
 	"  --provider P   aws or local (default: KILN_PROVIDER, else aws)\n"
@@ -157,10 +161,21 @@ int cmd_images(int argc, char **argv)
 	const char *sub, *arg = NULL;
 	int rc;
 
+	/* prune has options of its own (--keep, --dry-run) */
+	for (rc = 1; rc < argc; rc++) {
+		if (!strcmp(argv[rc], "--provider") || !strcmp(argv[rc], "--keep")) {
+			rc++;
+			continue;
+		}
+		if (argv[rc][0] != '-')
+			break;
+	}
+	if (rc < argc && !strcmp(argv[rc], "prune"))
+		return cli_images_prune(argc, argv);
 	if ((rc = parse(argc, argv, &opts)) != 0)
 		return rc;
 	if (optind >= argc)
-		return cli_usage_error("images", "say what to do: list or show");
+		return cli_usage_error("images", "say what to do: list, show or prune");
 	sub = argv[optind++];
 	if (strcmp(sub, "list") && strcmp(sub, "show"))
 		return cli_usage_error("images", "unknown subcommand '%s'", sub);

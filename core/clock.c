@@ -126,6 +126,11 @@ void kiln_cancel_shield_pop(void)
 		cancel_shield--;
 }
 
+bool kiln_cancel_shielded(void)
+{
+	return cancel_shield > 0;
+}
+
 void kiln_format_iso8601(char out[21], int64_t t)
 {
 	struct tm tm;

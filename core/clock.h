@@ -49,7 +49,7 @@ void kiln_cancel_reset(void);
  */
 void kiln_cancel_shield_push(void);
 void kiln_cancel_shield_pop(void);
-/* True inside a shield (for virtual clocks, which must honour it as kiln_sleep_ms does). */
+/* Whether a shield is up (for clocks that sleep on their own, such as the tests' virtual one). */
 bool kiln_cancel_shielded(void);
 
 /* "2026-11-25T21:37:44Z" for a Unix time in seconds; out must hold 21 bytes. */

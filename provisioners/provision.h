@@ -41,17 +41,31 @@ typedef struct kiln_provisioner {
 
 void kiln_provisioner_release(kiln_provisioner *p);
 
+/* Added to by each run (the caller zeroes it once). */
 typedef struct kiln_provision_stats {
-	uint64_t bytes_uploaded;
+	uint64_t bytes_uploaded;   /* scripts and files */
 	uint64_t upload_ms;
-	unsigned commands;
+	unsigned commands;         /* scripts run (an inline list is one script) */
+	/*
+	 * Set when the connection dropped and expect_disconnect allowed it:
+	 * the session is dead, the caller reconnects before the next one.
+	 */
+	bool disconnected;
 } kiln_provision_stats;
 
 /*
  * Runs p over session. Remote output is emitted line by line as "output"
- * events (fields: provisioner, stream, line). A non-zero exit status fails
- * with KILN_ERROR naming the provisioner, the command or script and the
- * status; a disconnect fails unless expect_disconnect.
+ * events (fields: provisioner, stream "stdout"/"stderr", line). A non-zero
+ * exit status fails with KILN_ERROR naming the provisioner, the command or
+ * script and the status:
+ *   shell #1: command `apt-get install -y nginx` exited with status 100
+ *   shell #2: script 'setup.sh' exited with status 3
+ * Inline commands run as one script under `set -e`, like Packer's
+ * "/bin/sh -e" shebang; the failing command is found by an EXIT trap that
+ * reports its index on stderr behind a random marker (filtered out of the
+ * output). A disconnect fails unless expect_disconnect. The remote script
+ * (/tmp/kiln-script-RANDOM.sh) is removed afterwards unless the
+ * connection is gone.
  */
 int kiln_provision_run(const kiln_communicator *comm, void *session, const kiln_provisioner *p,
 		       const kiln_events *events, kiln_provision_stats *stats);

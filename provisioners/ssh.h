@@ -33,22 +33,33 @@ void kiln_keypair_release(kiln_keypair *kp);
 
 typedef struct kiln_ssh_options {
 	const char *host;
-	int port;                    /* 22 */
+	int port;                    /* 0: 22 */
 	const char *username;
 	const kiln_keypair *key;
-	/* keep trying (connection refused, banner timeout, auth not yet set up) until this passes */
+	/*
+	 * Keep trying (connection refused or timed out, no banner, key not
+	 * yet accepted) with a backoff until this passes; 0: one attempt.
+	 * Fails with KILN_ETIMEOUT, or KILN_EAUTH if the last attempt's key
+	 * was refused; the message carries the last attempt's error.
+	 */
 	uint64_t timeout_ms;
 	/*
 	 * Accepted host key fingerprints ("SHA256:..."), e.g. the ones
-	 * cloud-init printed to the console. NULL/0: accept the first key
-	 * seen and report it (kiln_ssh_host_key) so it can be recorded.
+	 * cloud-init printed to the console (base64 padding is ignored). A
+	 * key not among them fails at once with KILN_EAUTH naming both.
+	 * NULL/0: accept the key seen and report it (host_key) so it can be
+	 * recorded.
 	 */
 	const char *const *host_key_fingerprints;
 	size_t n_host_key_fingerprints;
 	const kiln_events *events;
 } kiln_ssh_options;
 
-/* stream: 1 stdout, 2 stderr; line without its newline, capped at 64 KiB. */
+/*
+ * stream: 1 stdout, 2 stderr; line without its newline (nor a CR before
+ * it), capped at 64 KiB (a longer line comes in pieces); a last line
+ * without a newline is delivered too. exec accepts a NULL callback.
+ */
 typedef void (*kiln_ssh_output_fn)(void *ctx, int stream, const char *line, size_t len);
 
 typedef struct kiln_communicator {
@@ -56,16 +67,27 @@ typedef struct kiln_communicator {
 	/* "SHA256:..." of the host key the session verified or accepted */
 	const char *(*host_key)(void *session);
 	/*
-	 * Runs command; *exit_status is its status (or -1 if it died by a
-	 * signal). *disconnected is set when the connection dropped before a
-	 * status arrived (a reboot): not an error here, the caller decides.
+	 * Runs command (stdin closed, no pty); *exit_status is its status (or
+	 * -1 if it died by a signal, also reported as a warning event).
+	 * *disconnected is set when the connection dropped before a status
+	 * arrived (a reboot): not an error here, the caller decides; the
+	 * session is dead afterwards (every call fails; close and reconnect).
+	 * SIGINT/SIGTERM: KILN_ECANCELLED within about half a second; the
+	 * remote command is left running (libssh2 1.10 cannot signal it).
 	 */
 	int (*exec)(void *session, const char *command, kiln_ssh_output_fn out, void *ctx,
 		    int *exit_status, bool *disconnected);
-	/* A file or a directory (recursively) to remote_path; adds to *bytes. */
+	/*
+	 * A file or a directory (recursively) to remote_path, as Packer's file
+	 * provisioner: a file goes to remote_path, or into it under its own
+	 * name if remote_path ends in '/' or is a directory; a directory "dir"
+	 * goes to remote_path/dir, "dir/" has its contents put in remote_path
+	 * (created, with parents, if missing). Mode bits are kept, symbolic
+	 * links followed. Adds the bytes written to *bytes (may be NULL).
+	 */
 	int (*upload)(void *session, const char *local_path, const char *remote_path,
 		      uint64_t *bytes);
-	/* Uploads data to remote_path with mode (for scripts). */
+	/* Uploads data to remote_path with exactly mode (for scripts). */
 	int (*upload_data)(void *session, const void *data, size_t len, const char *remote_path,
 			   int mode);
 	void (*close)(void *session);

@@ -63,7 +63,7 @@ static int v_sleep(void *ctx, uint64_t ms)
 	vclock.now_ms += ms ? ms : 1;
 	if (vclock.on_sleep)
 		vclock.on_sleep(vclock.ctx, vclock.now_ms);
-	/* as kiln_sleep_ms: a cancel inside a shield lets cleanup wait */
+	/* as the real clock: a cancel during the sleep ends it, unless shielded */
 	if (kiln_cancelled() && !kiln_cancel_shielded())
 		return kiln_error_set(KILN_ECANCELLED, "interrupted");
 	return 0;
