@@ -115,11 +115,6 @@ void kiln_cancel_shield_push(void)
 	cancel_shield++;
 }
 
-bool kiln_cancel_shielded(void)
-{
-	return cancel_shield > 0;
-}
-
 void kiln_cancel_shield_pop(void)
 {
 	if (cancel_shield > 0)
