@@ -13,13 +13,11 @@
 #	write_fleet web.json 4 1 at_end
 #	test_expect_success 'v1 -> v2' '"$KILN" rollout web.json --image web@2 && check_fleet $V2 4'
 
-. "$(dirname "$0")/lib.sh"
+# lib.sh once: a suite that sourced lib-build.sh (which sources it) keeps its trash.
+declare -F test_expect_success >/dev/null || . "$(dirname "$0")/lib.sh"
 
 command -v jq >/dev/null 2>&1 || skip_all "no jq"
 command -v aws >/dev/null 2>&1 || skip_all "no aws CLI (it sets up and inspects moto)"
-
-start_moto
-start_front
 
 # Set-up and inspection go straight to moto, never through the front's faults.
 moto_cli() {
@@ -50,6 +48,8 @@ front_set_unhealthy() {
 }
 
 rollout_setup() {
+	[ -n "${MOTO_URL:-}" ] || start_moto
+	[ -n "${FRONT_URL:-}" ] || start_front
 	VPC=$(moto_cli ec2 describe-vpcs --filters Name=is-default,Values=true | jq -r ".Vpcs[0].VpcId") &&
 	SUBNETS=$(moto_cli ec2 describe-subnets --filters Name=vpc-id,Values=$VPC |
 		jq -c '[.Subnets[].SubnetId] | sort | .[0:2]') &&

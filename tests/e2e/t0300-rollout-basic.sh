@@ -3,7 +3,7 @@ test_description='kiln rollout against moto through the front: first deploy, v1 
 of one and with batch = desired, dry run, status, rollback to the previous image and to v1'
 . "$(dirname "$0")/lib-rollout.sh"
 
-test_expect_success 'set up: subnets, target groups, images web@1..4' '
+test_expect_success 'set up: subnets, target groups, images web@1..3' '
 	rollout_setup &&
 	write_fleet web.json 4 1 at_end
 '
