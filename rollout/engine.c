@@ -543,12 +543,25 @@ static int renew_lock(struct engine *e)
 }
 
 /*
- * One poll round: every instance of the fleet (one instances_describe by
- * tag, terminated ones too, so a new instance that died is seen dead and
- * not just missing) and every target of every balancer (one lb_health
- * each). Both are sorted for lookups.
+ * What a poll round describes. Each scope is one instances_describe by
+ * tag, so a round costs one describe (or none) and one lb_health per
+ * balancer, whatever the fleet's size; and it lists only what the step
+ * needs, so a 1000-instance fleet is not described whole every second:
+ *   SEE_NEW    this rollout's new instances, terminated ones too (a new
+ *              instance that died is seen dead, not just missing);
+ *   SEE_OLD    the old ones (tagged kiln:role=old for this rollout when it
+ *              began or was taken over), terminated ones too;
+ *   SEE_FLEET  everything of the fleet that is not terminated (the start,
+ *              a take-over, dry runs and status).
+ *   SEE_NEW | SEE_OLD  both, in one call (every instance tagged with the
+ *              rollout's id).
+ * A mask of 0 reads only the balancers and keeps the last instances.
  */
-static int observe(struct engine *e)
+#define SEE_NEW 1
+#define SEE_OLD 2
+#define SEE_FLEET 4
+
+static int describe_scope(struct engine *e, int scope, kiln_instance_list *into)
 {
 	kiln_tags want = KILN_TAGS_INIT;
 	kiln_instance_query q = { 0 };
@@ -556,20 +569,48 @@ static int observe(struct engine *e)
 	size_t i;
 	int error;
 
+	if ((error = kiln_tags_set(&want, KILN_TAG_FLEET, e->f->name)) < 0)
+		goto done;
+	if (scope != SEE_FLEET && (error = kiln_tags_set(&want, KILN_TAG_ROLLOUT_ID, e->lock.rollout_id)) < 0)
+		goto done;
+	/* both new and old: every instance tagged with the rollout, in one call */
+	if ((scope == SEE_NEW || scope == SEE_OLD) &&
+	    (error = kiln_tags_set(&want, KILN_TAG_ROLE, scope == SEE_NEW ? "new" : "old")) < 0)
+		goto done;
+	q.tags = &want;
+	q.include_terminated = scope != SEE_FLEET;
+	if ((error = e->c->ops->instances_describe(e->c, &q, &list)) < 0) {
+		kiln_error_prefix("cannot list the instances of fleet '%s'", e->f->name);
+		goto done;
+	}
+	for (i = 0; i < list.n && error == 0; i++)
+		if (!kiln_instance_list_find(into, list.items[i].id))
+			error = kiln_instance_list_add(into, &list.items[i]);
+done:
+	kiln_instance_list_release(&list);
+	kiln_tags_release(&want);
+	return error;
+}
+
+static int observe(struct engine *e, int mask)
+{
+	kiln_instance_list list = { 0 };
+	size_t i;
+	int error;
+
 	if ((error = renew_lock(e)) < 0)
 		return error;
-	if ((error = kiln_tags_set(&want, KILN_TAG_FLEET, e->f->name)) < 0)
-		return error;
-	q.tags = &want;
-	q.include_terminated = true;
-	error = e->c->ops->instances_describe(e->c, &q, &list);
-	kiln_tags_release(&want);
-	if (error < 0)
-		return kiln_error_prefix("cannot list the instances of fleet '%s'", e->f->name);
-	if (list.n > 1)
-		qsort(list.items, list.n, sizeof(*list.items), cmp_inst);
-	kiln_instance_list_release(&e->insts);
-	e->insts = list;
+	if (mask) {
+		int scope = mask & SEE_FLEET ? SEE_FLEET : mask;
+		if ((error = describe_scope(e, scope, &list)) < 0) {
+			kiln_instance_list_release(&list);
+			return error;
+		}
+		if (list.n > 1)
+			qsort(list.items, list.n, sizeof(*list.items), cmp_inst);
+		kiln_instance_list_release(&e->insts);
+		e->insts = list;
+	}
 	for (i = 0; i < e->n_lbs; i++) {
 		kiln_target_list t = { 0 };
 		if ((error = e->c->ops->lb_health(e->c, e->lbs[i].lb, NULL, 0, &t)) < 0)
@@ -684,6 +725,7 @@ static int wait_healthy(struct engine *e, expect_fn expect, void *ctx, unsigned 
 {
 	uint64_t deadline = now_ms() + (uint64_t)e->f->health_timeout_s * 1000, healthy_since = 0;
 	uint64_t warm = (uint64_t)e->f->warmup_s * 1000, grace = (uint64_t)e->f->health_grace_s * 1000;
+	int see = is_restore ? SEE_OLD : SEE_NEW;
 	kiln_strings *reg = NULL;
 	int error;
 
@@ -698,7 +740,7 @@ static int wait_healthy(struct engine *e, expect_fn expect, void *ctx, unsigned 
 		size_t i, l;
 		uint64_t t, until;
 
-		if ((error = observe(e)) < 0 || (error = expect(e, ctx, &ids)) < 0) {
+		if ((error = observe(e, see)) < 0 || (error = expect(e, ctx, &ids)) < 0) {
 			kiln_strings_release(&ids);
 			goto done;
 		}
@@ -865,7 +907,7 @@ static int drain_wait(struct engine *e, const kiln_strings *ids)
 		bool pending = false;
 		size_t i, l;
 
-		if ((error = observe(e)) < 0)
+		if ((error = observe(e, 0)) < 0)
 			return error;
 		t = now_ms();
 		for (l = 0; l < e->n_lbs; l++) {
@@ -905,7 +947,7 @@ static int remove_instances(struct engine *e, const kiln_strings *ids)
 
 	if (!ids->n)
 		return 0;
-	if ((error = observe(e)) < 0)
+	if ((error = observe(e, 0)) < 0)
 		return error;
 	for (l = 0; l < e->n_lbs && error == 0; l++) {
 		kiln_strings out = { 0 };
@@ -1012,7 +1054,7 @@ static int restore_failed(struct engine *e, const char *why)
 
 	kiln_cancel_shield_push();
 	emit(e, "warning", KILN_LEVEL_ERROR, json_object(), "restore failed: %s", why);
-	if (!e->fatal && observe(e) == 0) {
+	if (!e->fatal && observe(e, SEE_NEW | SEE_OLD) == 0) {
 		collect_new(e, &drop, true);
 		for (i = 0; i < e->insts.n; i++) {
 			const kiln_instance *inst = &e->insts.items[i];
@@ -1021,7 +1063,7 @@ static int restore_failed(struct engine *e, const char *why)
 		}
 		if (remove_instances(e, &drop) < 0)
 			emit(e, "warning", KILN_LEVEL_WARN, json_object(), "%s", kiln_error_last()->message);
-		if (observe(e) == 0) {
+		if (observe(e, SEE_NEW | SEE_OLD) == 0) {
 			for (i = 0; i < e->insts.n; i++) {
 				const kiln_instance *inst = &e->insts.items[i];
 				if (inst_alive(inst) && healthy_everywhere(e, inst->id)) {
@@ -1066,7 +1108,7 @@ static int restore(struct engine *e, const char *reason, bool undo)
 	if (e->lock.phase != KILN_PHASE_RESTORE) {
 		unsigned alive = 0;
 		size_t i;
-		if ((error = observe(e)) < 0)
+		if ((error = observe(e, SEE_OLD)) < 0)
 			goto stop;
 		for (i = 0; i < e->insts.n; i++)
 			alive += is_old(e, &e->insts.items[i]) && inst_alive(&e->insts.items[i]);
@@ -1129,7 +1171,7 @@ static int restore(struct engine *e, const char *reason, bool undo)
 			goto stop;
 	}
 	/* the old fleet serves again: now the new instances can go */
-	if ((error = observe(e)) < 0 || (error = collect_new(e, &news, false)) < 0)
+	if ((error = observe(e, SEE_NEW)) < 0 || (error = collect_new(e, &news, false)) < 0)
 		goto stop;
 	if (news.n)
 		step(e, "remove", "removing %zu new instance%s", news.n, news.n == 1 ? "" : "s");
@@ -1202,7 +1244,7 @@ static int retire(struct engine *e, unsigned k)
 	size_t i, l;
 	int error;
 
-	if ((error = observe(e)) < 0)
+	if ((error = observe(e, SEE_NEW | SEE_OLD)) < 0)
 		return error;
 	if (!(olds = calloc(e->insts.n + 1, sizeof(*olds))))
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
@@ -1321,7 +1363,7 @@ static int cancel_batch(struct engine *e, unsigned k)
 		return error;
 	}
 	e->renewed_ms = kiln_clock_wall_ms();
-	if ((error = observe(e)) < 0)
+	if ((error = observe(e, SEE_NEW)) < 0)
 		return error;
 	return remove_strays(e);
 }
@@ -1372,7 +1414,7 @@ static int finish(struct engine *e)
 	int error = 0;
 
 	kiln_cancel_shield_push();
-	if ((error = observe(e)) < 0)
+	if ((error = observe(e, SEE_NEW | SEE_OLD)) < 0)
 		goto done;
 	for (i = 0; i < e->insts.n && error == 0; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
@@ -1408,7 +1450,7 @@ static int forward(struct engine *e)
 	size_t i;
 	int error;
 
-	if ((error = observe(e)) < 0)
+	if ((error = observe(e, SEE_NEW)) < 0)
 		return stopped(e, error);
 	if ((error = remove_strays(e)) < 0)
 		return stopped(e, error);
@@ -1710,7 +1752,7 @@ int kiln_rollout_start(kiln_rollout_result *out, const kiln_rollout_opts *o,
 	if (error != KILN_ENOTFOUND)
 		goto done;
 	if ((error = settle_journals(&e, NULL, &abandoned)) < 0 || (error = open_lbs(&e)) < 0 ||
-	    (error = observe(&e)) < 0)
+	    (error = observe(&e, SEE_FLEET)) < 0)
 		goto done;
 	/* the rollout's own classification needs an id; none of these is new yet */
 	if ((error = old_images(&e, &from_ids, from, &n_old)) < 0)
@@ -1780,7 +1822,11 @@ int kiln_rollout_start(kiln_rollout_result *out, const kiln_rollout_opts *o,
 	     e.lock.kind, e.lock.rollout_id, e.f->name, from[0] ? e.lock.from_image : "nothing", to_label,
 	     n_old, n_old == 1 ? "" : "s", e.f->desired, e.plan.n_batches,
 	     e.plan.n_batches == 1 ? "" : "es", e.plan.batch_size, kiln_retire_name(e.f->retire));
-	/* the old ones, marked as such for anyone who looks (kiln status, another machine) */
+	/*
+	 * The old ones, marked as such: the rollout's polls find them by these
+	 * tags (not by describing the whole fleet), and so do kiln status and
+	 * another machine settling the rollout.
+	 */
 	for (i = 0; i < e.insts.n; i++)
 		if (inst_alive(&e.insts.items[i]) && (error = kiln_strings_add(&old, e.insts.items[i].id)) < 0)
 			goto stop;
@@ -1790,13 +1836,9 @@ int kiln_rollout_start(kiln_rollout_result *out, const kiln_rollout_opts *o,
 		    (error = kiln_tags_set(&t, KILN_TAG_ROLE, "old")) == 0)
 			error = m_tag(&e, &old, &t);
 		kiln_tags_release(&t);
-		if (error < 0 && e.fatal)
+		/* the rollout finds its old instances by these tags from now on */
+		if (error < 0)
 			goto stop;
-		if (error < 0) {
-			emit(&e, "warning", KILN_LEVEL_WARN, json_object(), "cannot tag the old instances: %s",
-			     kiln_error_last()->message);
-			kiln_error_clear();
-		}
 	}
 	error = forward(&e);
 	goto done;
@@ -1806,6 +1848,42 @@ done:
 	kiln_strings_release(&from_ids);
 	kiln_strings_release(&old);
 	engine_release(&e);
+	return error;
+}
+
+/*
+ * Instances of the fleet that are neither new nor tagged old for this
+ * rollout (its holder died before tagging them, or they joined since) are
+ * tagged old now, so the scoped polls see them.
+ */
+static int tag_untagged_old(struct engine *e)
+{
+	kiln_strings ids = { 0 };
+	kiln_tags t = KILN_TAGS_INIT;
+	size_t i;
+	int error;
+
+	if ((error = observe(e, SEE_FLEET)) < 0)
+		return error;
+	for (i = 0; i < e->insts.n; i++) {
+		const kiln_instance *inst = &e->insts.items[i];
+		const char *role = kiln_tags_get(&inst->tags, KILN_TAG_ROLE);
+		const char *rid = kiln_tags_get(&inst->tags, KILN_TAG_ROLLOUT_ID);
+		if (is_ours_new(e, inst) || (role && rid && !strcmp(role, "old") &&
+					     !strcmp(rid, e->lock.rollout_id)))
+			continue;
+		if ((error = kiln_strings_add(&ids, inst->id)) < 0)
+			goto done;
+	}
+	if (!ids.n)
+		goto done;
+	if ((error = kiln_tags_set(&t, KILN_TAG_ROLLOUT_ID, e->lock.rollout_id)) < 0 ||
+	    (error = kiln_tags_set(&t, KILN_TAG_ROLE, "old")) < 0)
+		goto done;
+	error = m_tag(e, &ids, &t);
+done:
+	kiln_strings_release(&ids);
+	kiln_tags_release(&t);
 	return error;
 }
 
@@ -1856,7 +1934,8 @@ static int take_over(struct engine *e, const char *kind, unsigned *abandoned)
 				     "to_image_id", e->lock.to_image_id, "host", e->host, "pid",
 				     (json_int_t)e->pid))) < 0)
 		return error;
-	if ((error = take_flock(e)) < 0 || (error = plan_from_lock(e)) < 0 || (error = open_lbs(e)) < 0)
+	if ((error = take_flock(e)) < 0 || (error = plan_from_lock(e)) < 0 || (error = open_lbs(e)) < 0 ||
+	    (error = tag_untagged_old(e)) < 0)
 		return error;
 	{
 		kiln_strings ids = { 0 };
@@ -2004,7 +2083,7 @@ int kiln_rollout_dry_run(json_t **out, const kiln_rollout_opts *o, const kiln_im
 
 	*out = NULL;
 	if ((error = engine_init(&e, o, &res)) < 0 || (error = open_lbs(&e)) < 0 ||
-	    (error = observe(&e)) < 0 || (error = old_images(&e, &from_ids, from_most, &n_old)) < 0)
+	    (error = observe(&e, SEE_FLEET)) < 0 || (error = old_images(&e, &from_ids, from_most, &n_old)) < 0)
 		goto done;
 	if ((error = kiln_image_list_add(&e.labels, target)) < 0)
 		goto done;
@@ -2099,7 +2178,7 @@ int kiln_rollout_status(json_t **out, const kiln_rollout_opts *o)
 	*out = NULL;
 	memset(&st, 0, sizeof(st));
 	if ((error = engine_init(&e, o, &res)) < 0 || (error = open_lbs(&e)) < 0 ||
-	    (error = observe(&e)) < 0 || (error = kiln_fleet_state_get(e.c, e.f->name, &st)) < 0)
+	    (error = observe(&e, SEE_FLEET)) < 0 || (error = kiln_fleet_state_get(e.c, e.f->name, &st)) < 0)
 		goto done;
 	for (i = 0; i < e.insts.n; i++)
 		if (!inst_gone(&e.insts.items[i]))
