@@ -63,6 +63,8 @@ struct engine {
 	uint64_t t0;
 	struct failure fail;
 	kiln_image_list labels;  /* images seen, for "web@3" in messages */
+	unsigned cur_batch;      /* the batch SEE_BATCH describes */
+	kiln_strings known_new;  /* new instances of batches already healthy */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -553,6 +555,9 @@ static int renew_lock(struct engine *e)
  *              began or was taken over), terminated ones too;
  *   SEE_FLEET  everything of the fleet that is not terminated (the start,
  *              a take-over, dry runs and status).
+ *   SEE_BATCH  the new instances of the batch coming up (cur_batch): while
+ *              it waits, earlier batches are followed through the
+ *              balancers' health alone, so a round describes one batch;
  *   SEE_NEW | SEE_OLD  both, in one call (every instance tagged with the
  *              rollout's id).
  * A mask of 0 reads only the balancers and keeps the last instances.
@@ -560,6 +565,7 @@ static int renew_lock(struct engine *e)
 #define SEE_NEW 1
 #define SEE_OLD 2
 #define SEE_FLEET 4
+#define SEE_BATCH 8
 
 static int describe_scope(struct engine *e, int scope, kiln_instance_list *into)
 {
@@ -574,9 +580,15 @@ static int describe_scope(struct engine *e, int scope, kiln_instance_list *into)
 	if (scope != SEE_FLEET && (error = kiln_tags_set(&want, KILN_TAG_ROLLOUT_ID, e->lock.rollout_id)) < 0)
 		goto done;
 	/* both new and old: every instance tagged with the rollout, in one call */
-	if ((scope == SEE_NEW || scope == SEE_OLD) &&
-	    (error = kiln_tags_set(&want, KILN_TAG_ROLE, scope == SEE_NEW ? "new" : "old")) < 0)
+	if ((scope == SEE_NEW || scope == SEE_OLD || scope == SEE_BATCH) &&
+	    (error = kiln_tags_set(&want, KILN_TAG_ROLE, scope == SEE_OLD ? "old" : "new")) < 0)
 		goto done;
+	if (scope == SEE_BATCH) {
+		char b[16];
+		snprintf(b, sizeof(b), "%u", e->cur_batch);
+		if ((error = kiln_tags_set(&want, KILN_TAG_BATCH, b)) < 0)
+			goto done;
+	}
 	q.tags = &want;
 	q.include_terminated = scope != SEE_FLEET;
 	if ((error = e->c->ops->instances_describe(e->c, &q, &list)) < 0) {
@@ -725,7 +737,7 @@ static int wait_healthy(struct engine *e, expect_fn expect, void *ctx, unsigned 
 {
 	uint64_t deadline = now_ms() + (uint64_t)e->f->health_timeout_s * 1000, healthy_since = 0;
 	uint64_t warm = (uint64_t)e->f->warmup_s * 1000, grace = (uint64_t)e->f->health_grace_s * 1000;
-	int see = is_restore ? SEE_OLD : SEE_NEW;
+	int see = is_restore ? SEE_OLD : SEE_BATCH;
 	kiln_strings *reg = NULL;
 	int error;
 
@@ -758,19 +770,24 @@ static int wait_healthy(struct engine *e, expect_fn expect, void *ctx, unsigned 
 				kiln_strings_release(&ids);
 				goto done;
 			}
-			if (!inst) {
+			if (!inst && !kiln_strings_has(&e->known_new, id)) {
 				/* launched but not listed yet (describe is eventually consistent) */
 				laggard = laggard ? laggard : id;
 				continue;
 			}
-			if (inst->state != tr->state) {
+			/*
+			 * An instance of an earlier batch is not described again: the
+			 * balancers say whether it still serves (and registering it
+			 * again fails if it is gone).
+			 */
+			if (inst && inst->state != tr->state) {
 				tr->state = inst->state;
 				changed = true;
 				emit(e, "instance", KILN_LEVEL_DEBUG,
 				     json_pack("{s:s,s:s}", "id", id, "state", kiln_instance_state_name(inst->state)),
 				     "%s is %s", id, kiln_instance_state_name(inst->state));
 			}
-			if (!inst_alive(inst)) {
+			if (inst && !inst_alive(inst)) {
 				set_failure(e, id, kiln_instance_state_name(inst->state), inst->state_reason,
 					    "instance '%s' is %s%s%s", id, kiln_instance_state_name(inst->state),
 					    inst->state_reason[0] ? ": " : "", inst->state_reason);
@@ -778,7 +795,7 @@ static int wait_healthy(struct engine *e, expect_fn expect, void *ctx, unsigned 
 				kiln_strings_release(&ids);
 				goto done;
 			}
-			if (inst->state != KILN_INSTANCE_RUNNING) {
+			if (inst && inst->state != KILN_INSTANCE_RUNNING) {
 				laggard = laggard ? laggard : id;
 				continue;
 			}
@@ -1054,29 +1071,33 @@ static int restore_failed(struct engine *e, const char *why)
 
 	kiln_cancel_shield_push();
 	emit(e, "warning", KILN_LEVEL_ERROR, json_object(), "restore failed: %s", why);
-	if (!e->fatal && observe(e, SEE_NEW | SEE_OLD) == 0) {
-		collect_new(e, &drop, true);
+	/*
+	 * New ones, then old ones (two calls, neither the whole fleet twice):
+	 * the healthy stay and are named, the rest of what this rollout
+	 * launched goes. Removal never touches a healthy instance, so what was
+	 * seen healthy here is what is left serving.
+	 */
+	for (int pass = 0; pass < 2 && !e->fatal; pass++) {
+		if (observe(e, pass ? SEE_OLD : SEE_NEW) < 0)
+			break;
 		for (i = 0; i < e->insts.n; i++) {
 			const kiln_instance *inst = &e->insts.items[i];
-			if (is_relaunched(e, inst) && !inst_gone(inst) && !healthy_everywhere(e, inst->id))
+			if (!inst_alive(inst))
+				continue;
+			if (healthy_everywhere(e, inst->id)) {
+				kiln_strings_add(&e->res->kept, inst->id);
+				if (e->res->kept.n <= 10)
+					kiln_buf_printf(&kept, "%s%s (%s)", kept.len ? ", " : "", inst->id,
+							label(e, inst->image_id));
+			} else if (pass ? is_relaunched(e, inst) : is_ours_new(e, inst)) {
 				add_unique(&drop, inst->id);
-		}
-		if (remove_instances(e, &drop) < 0)
-			emit(e, "warning", KILN_LEVEL_WARN, json_object(), "%s", kiln_error_last()->message);
-		if (observe(e, SEE_NEW | SEE_OLD) == 0) {
-			for (i = 0; i < e->insts.n; i++) {
-				const kiln_instance *inst = &e->insts.items[i];
-				if (inst_alive(inst) && healthy_everywhere(e, inst->id)) {
-					kiln_strings_add(&e->res->kept, inst->id);
-					if (e->res->kept.n <= 10)
-						kiln_buf_printf(&kept, "%s%s (%s)", kept.len ? ", " : "", inst->id,
-								label(e, inst->image_id));
-				}
 			}
-			if (e->res->kept.n > 10)
-				kiln_buf_printf(&kept, " and %zu more", e->res->kept.n - 10);
 		}
 	}
+	if (e->res->kept.n > 10)
+		kiln_buf_printf(&kept, " and %zu more", e->res->kept.n - 10);
+	if (!e->fatal && remove_instances(e, &drop) < 0)
+		emit(e, "warning", KILN_LEVEL_WARN, json_object(), "%s", kiln_error_last()->message);
 	snprintf(msg, sizeof(msg), "%s", why);
 	if (!e->fatal && finish_lock(e, "restore-failed", msg) < 0)
 		emit(e, "warning", KILN_LEVEL_WARN, json_object(), "%s", kiln_error_last()->message);
@@ -1226,6 +1247,9 @@ static int expect_new(struct engine *e, void *ctx, kiln_strings *out)
 	for (i = 0; i < b->launched->n; i++)
 		if ((error = add_unique(out, b->launched->items[i])) < 0)
 			return error;
+	for (i = 0; i < e->known_new.n; i++)
+		if ((error = add_unique(out, e->known_new.items[i])) < 0)
+			return error;
 	return 0;
 }
 
@@ -1244,19 +1268,16 @@ static int retire(struct engine *e, unsigned k)
 	size_t i, l;
 	int error;
 
-	if ((error = observe(e, SEE_NEW | SEE_OLD)) < 0)
+	/* the new ones are the batches known healthy; the old ones are described */
+	if ((error = observe(e, SEE_OLD)) < 0)
 		return error;
+	for (i = 0; i < e->known_new.n; i++)
+		new_healthy += healthy_everywhere(e, e->known_new.items[i]);
 	if (!(olds = calloc(e->insts.n + 1, sizeof(*olds))))
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
 	for (i = 0; i < e->insts.n; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
-		if (!inst_alive(inst))
-			continue;
-		if (is_valid_new(e, inst)) {
-			new_healthy += healthy_everywhere(e, inst->id);
-			continue;
-		}
-		if (!is_old(e, inst))
+		if (!inst_alive(inst) || !is_old(e, inst))
 			continue;
 		if (draining_anywhere(e, inst->id) && (error = add_unique(&drain, inst->id)) < 0)
 			goto done;
@@ -1414,11 +1435,17 @@ static int finish(struct engine *e)
 	int error = 0;
 
 	kiln_cancel_shield_push();
-	if ((error = observe(e, SEE_NEW | SEE_OLD)) < 0)
+	/* two calls, old then new, so that neither lists the whole fleet twice over */
+	if ((error = observe(e, SEE_OLD)) < 0)
+		goto done;
+	for (i = 0; i < e->insts.n && error == 0; i++)
+		if (!inst_gone(&e->insts.items[i]) && is_old(e, &e->insts.items[i]))
+			error = add_unique(&old, e->insts.items[i].id);
+	if (error == 0 && (error = observe(e, SEE_NEW)) < 0)
 		goto done;
 	for (i = 0; i < e->insts.n && error == 0; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
-		if (!inst_gone(inst) && (is_old(e, inst) || !is_valid_new(e, inst)))
+		if (!inst_gone(inst) && is_ours_new(e, inst) && !is_valid_new(e, inst))
 			error = add_unique(&old, inst->id);
 	}
 	if (error == 0 && old.n)
@@ -1452,8 +1479,6 @@ static int forward(struct engine *e)
 
 	if ((error = observe(e, SEE_NEW)) < 0)
 		return stopped(e, error);
-	if ((error = remove_strays(e)) < 0)
-		return stopped(e, error);
 	for (i = 0; i < e->insts.n; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
 		unsigned b = tag_uint(inst, KILN_TAG_BATCH);
@@ -1462,6 +1487,14 @@ static int forward(struct engine *e)
 	}
 	if (start > e->plan.n_batches)
 		start = (unsigned)e->plan.n_batches;
+	/* batches before the first one (re)run here were healthy: followed by health alone */
+	for (i = 0; i < e->insts.n && error == 0; i++) {
+		const kiln_instance *inst = &e->insts.items[i];
+		if (is_valid_new(e, inst) && !inst_gone(inst) && tag_uint(inst, KILN_TAG_BATCH) < start)
+			error = add_unique(&e->known_new, inst->id);
+	}
+	if (error < 0 || (error = remove_strays(e)) < 0)
+		return stopped(e, error);
 	for (k = start; k <= e->plan.n_batches; k++) {
 		const kiln_plan_batch *b = &e->plan.batches[k - 1];
 		kiln_strings launched = { 0 };
@@ -1491,8 +1524,17 @@ static int forward(struct engine *e)
 			if (error < 0)
 				break;
 		}
+		e->cur_batch = k;
 		if (error == 0)
 			error = wait_healthy(e, expect_new, &bc, kiln_plan_new_after(&e->plan, k), "", false);
+		if (error == 0) {
+			/* healthy: from now on followed by the balancers' health */
+			kiln_strings ids = { 0 };
+			if ((error = expect_new(e, &bc, &ids)) == 0)
+				for (i = 0; i < ids.n && error == 0; i++)
+					error = add_unique(&e->known_new, ids.items[i]);
+			kiln_strings_release(&ids);
+		}
 		kiln_strings_release(&launched);
 		if (error < 0 && e->fatal)
 			return stopped(e, error);
@@ -1575,6 +1617,7 @@ static void engine_release(struct engine *e)
 	free(e->lbs);
 	kiln_instance_list_release(&e->insts);
 	kiln_image_list_release(&e->labels);
+	kiln_strings_release(&e->known_new);
 	free(e->tr);
 	kiln_buf_release(&e->state_dir);
 }

@@ -720,6 +720,37 @@ static void test_instance_dies(void **state)
 	world_free(w);
 }
 
+/* An instance of a batch already healthy dies while the next batch comes up. */
+static int kill_earlier_batch(struct world *w, const char *op)
+{
+	kiln_strings ids = { 0 };
+	if (strcmp(op, "lb_health") || memcloud_calls(w->mc, "instances_launch") < 2 || w->n_hook)
+		return 0;
+	if (find_tagged(w, KILN_TAG_BATCH, "1", &ids)) {
+		memcloud_kill_instance(w->mc, ids.items[0], "Server.InternalError: host failed");
+		w->n_hook = 1;
+	}
+	kiln_strings_release(&ids);
+	return 0;
+}
+
+static void test_earlier_batch_dies(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	int rc;
+	(void)state;
+
+	seed(w, w->v1, 4);
+	w->hook = kill_earlier_batch;
+	rc = run_start(w, w->v2, &res);
+	expect_restored(w, rc, &res, NULL);
+	assert_int_equal(res.batches_done, 1);
+	assert_fleet(w, w->v1, 4);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
 static void test_unhealthy_past_grace_and_initial_past_timeout(void **state)
 {
 	struct world *w;
@@ -1276,6 +1307,7 @@ int main(void)
 		cmocka_unit_test(test_failure_in_later_batch),
 		cmocka_unit_test(test_launch_error),
 		cmocka_unit_test(test_instance_dies),
+		cmocka_unit_test(test_earlier_batch_dies),
 		cmocka_unit_test(test_unhealthy_past_grace_and_initial_past_timeout),
 		cmocka_unit_test(test_warmup),
 		cmocka_unit_test(test_restore_fails),
