@@ -1,3 +1,4 @@
+#include <signal.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -1399,7 +1400,7 @@ static int interrupted(struct engine *e, unsigned k, const char *after)
 	return kiln_error_set(KILN_ECANCELLED,
 			      "rollout %s of fleet '%s' interrupted by %s %s; the fleet is consistent: finish it with 'kiln rollout %s --resume' or undo it with 'kiln rollback %s'",
 			      e->lock.rollout_id, e->f->name,
-			      kiln_cancel_signal() == 2 ? "SIGINT" : "SIGTERM", after, e->f->path, e->f->path);
+			      kiln_cancel_signal() == SIGINT ? "SIGINT" : "SIGTERM", after, e->f->path, e->f->path);
 }
 
 /* A cloud or journal error while going forward: stop where we are; resumable. */
