@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 ASAN_DIR := build/asan
 RELEASE_DIR := build/release
 
-.PHONY: all check demo build release test unit e2e bench clean
+.PHONY: all check demo build release test unit e2e bench fuzz clean
 
 all: release
 
@@ -32,6 +32,13 @@ unit:
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+
+# Builds the fuzz targets with clang (build/fuzz) and runs each for FUZZ_SECONDS;
+# FUZZ_TARGETS picks some, FUZZ_MERGE=1 keeps what they found (docs/fuzzing.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/bootstrap.sh fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) scripts/fuzz.sh
 
 clean:
 	rm -rf build

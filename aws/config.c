@@ -229,9 +229,11 @@ static int ini_parse(ini_file *f, const char *text, size_t len)
 
 /*
  * Reads path if it exists: a missing file is an empty one, and so is
- * "~/..." when there is no home directory to expand it in.
+ * "~/..." when there is no home directory to expand it in. With given,
+ * the file is not read: given->ptr is its text, or NULL for no file
+ * (kiln_aws_config_load_text); path is still what messages name.
  */
-static int ini_load(ini_file *f, const char *path)
+static int ini_load(ini_file *f, const char *path, const kiln_view *given)
 {
 	kiln_buf text;
 	int error;
@@ -239,6 +241,10 @@ static int ini_load(ini_file *f, const char *path)
 	memset(f, 0, sizeof(*f));
 	if (!(f->path = expand_home(path)))
 		return KILN_ENOMEM;
+	if (given) {
+		f->present = given->ptr != NULL;
+		return f->present ? ini_parse(f, given->ptr, given->len) : 0;
+	}
 	if (f->path[0] == '~')
 		return 0;
 	kiln_buf_init(&text, SHARED_FILE_MAX);
@@ -325,7 +331,9 @@ static void profile_release(profile *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static int profile_load(profile *p, const char *name)
+/* creds_text, config_text: the files' texts, or NULL to read the files (ini_load) */
+static int profile_load(profile *p, const char *name, const kiln_view *creds_text,
+			const kiln_view *config_text)
 {
 	const char *creds_path = env("AWS_SHARED_CREDENTIALS_FILE");
 	const char *config_path = env("AWS_CONFIG_FILE");
@@ -333,8 +341,10 @@ static int profile_load(profile *p, const char *name)
 
 	memset(p, 0, sizeof(*p));
 	p->name = name;
-	if ((error = ini_load(&p->creds, creds_path ? creds_path : "~/.aws/credentials")) < 0 ||
-	    (error = ini_load(&p->config, config_path ? config_path : "~/.aws/config")) < 0)
+	if ((error = ini_load(&p->creds, creds_path ? creds_path : "~/.aws/credentials",
+			      creds_text)) < 0 ||
+	    (error = ini_load(&p->config, config_path ? config_path : "~/.aws/config",
+			      config_text)) < 0)
 		goto fail;
 	p->config_section = find_config_section(&p->config, name);
 	return 0;
@@ -455,16 +465,24 @@ static int resolve_region(char **out, const char *given, const profile *p)
 /* http(s)://host[:port][/path], kept without its trailing '/'. */
 static int endpoint_dup(char **out, const char *url, const char *from)
 {
-	size_t len = strlen(url);
+	size_t len = strlen(url), i;
 	const char *host;
 
+	/*
+	 * No control characters: curl would refuse the url only later, and the
+	 * messages below quote it, which must stay one printable line.
+	 */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)url[i] < 0x20 || url[i] == 0x7f)
+			return kiln_error_set(KILN_EINVALID,
+					      "%s is not a url kiln can use: it holds a control character", from);
 	if (strncasecmp(url, "https://", 8) == 0)
 		host = url + 8;
 	else if (strncasecmp(url, "http://", 7) == 0)
 		host = url + 7;
 	else
 		return kiln_error_set(KILN_EINVALID, "%s '%s' is not an http:// or https:// url", from, url);
-	if (!*host || *host == '/' || strpbrk(url, " \t\r\n?#"))
+	if (!*host || *host == '/' || strpbrk(url, " ?#"))
 		return kiln_error_set(KILN_EINVALID, "%s '%s' is not a url kiln can use", from, url);
 	while (len && url[len - 1] == '/')
 		len--;
@@ -509,7 +527,8 @@ static int resolve_endpoints(kiln_aws_config *cfg, const profile *p)
 
 /* ---- all of it --------------------------------------------------------- */
 
-int kiln_aws_config_load(kiln_aws_config *out, const char *region)
+static int config_load(kiln_aws_config *out, const char *region, const kiln_view *creds_text,
+		       const kiln_view *config_text)
 {
 	const char *explicit_profile = env("AWS_PROFILE");
 	const char *ca;
@@ -519,7 +538,7 @@ int kiln_aws_config_load(kiln_aws_config *out, const char *region)
 	memset(out, 0, sizeof(*out));
 	if (!(out->profile = kiln_strdup(explicit_profile ? explicit_profile : "default")))
 		return KILN_ENOMEM;
-	if ((error = profile_load(&p, out->profile)) < 0) {
+	if ((error = profile_load(&p, out->profile, creds_text, config_text)) < 0) {
 		kiln_aws_config_release(out);
 		return error;
 	}
@@ -546,6 +565,17 @@ done:
 	if (error < 0)
 		kiln_aws_config_release(out);
 	return error;
+}
+
+int kiln_aws_config_load(kiln_aws_config *out, const char *region)
+{
+	return config_load(out, region, NULL, NULL);
+}
+
+int kiln_aws_config_load_text(kiln_aws_config *out, const char *region, kiln_view credentials,
+			      kiln_view config)
+{
+	return config_load(out, region, &credentials, &config);
 }
 
 void kiln_aws_config_release(kiln_aws_config *cfg)

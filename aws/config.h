@@ -54,4 +54,14 @@ const char *kiln_aws_service_env_suffix(kiln_aws_service s);
 int kiln_aws_config_load(kiln_aws_config *out, const char *region);
 void kiln_aws_config_release(kiln_aws_config *cfg);
 
+/*
+ * As kiln_aws_config_load, with the texts of the shared credentials and
+ * config files given instead of read (a view with a NULL ptr: that file
+ * does not exist). The environment is consulted as usual, and messages
+ * still name the files' paths. Who calls: tests and the fuzz target
+ * tests/fuzz/fuzz_aws_config.c, which feed the INI parser from memory.
+ */
+int kiln_aws_config_load_text(kiln_aws_config *out, const char *region, kiln_view credentials,
+			      kiln_view config);
+
 #endif

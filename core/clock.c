@@ -126,12 +126,27 @@ bool kiln_cancel_shielded(void)
 	return cancel_shield > 0;
 }
 
+/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: what four-digit years can say */
+#define ISO8601_MIN_S (-62167219200LL)
+#define ISO8601_MAX_S 253402300799LL
+
 void kiln_format_iso8601(char out[21], int64_t t)
 {
 	struct tm tm;
-	time_t tt = (time_t)t;
-	gmtime_r(&tt, &tm);
-	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	time_t tt;
+
+	/*
+	 * Clamped: beyond year 9999 strftime left out unterminated, and beyond
+	 * gmtime_r's range it read an unset tm (found by tests/fuzz/fuzz_iso8601;
+	 * a template's timeout or a peer's date can be that large).
+	 */
+	tt = (time_t)KILN_MAX(ISO8601_MIN_S, KILN_MIN(t, ISO8601_MAX_S));
+	if (!gmtime_r(&tt, &tm)) {
+		snprintf(out, 21, "%s", "0000-01-01T00:00:00Z");
+		return;
+	}
+	snprintf(out, 21, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 int kiln_parse_iso8601(int64_t *out, const char *s)

@@ -52,7 +52,10 @@ void kiln_cancel_shield_pop(void);
 /* Whether a shield is up (for clocks that sleep on their own, such as the tests' virtual one). */
 bool kiln_cancel_shielded(void);
 
-/* "2026-11-25T21:37:44Z" for a Unix time in seconds; out must hold 21 bytes. */
+/*
+ * "2026-11-25T21:37:44Z" for a Unix time in seconds; out must hold 21 bytes.
+ * Times before year 0000 or after 9999 are clamped to those years' ends.
+ */
 void kiln_format_iso8601(char out[21], int64_t t);
 /* Parses "YYYY-MM-DDTHH:MM:SS[.fff]Z"; KILN_EINVALID if not that. */
 int kiln_parse_iso8601(int64_t *out, const char *s);

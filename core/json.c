@@ -148,6 +148,7 @@ int kiln_jdoc_parse(kiln_jdoc **out, const char *name, const char *text, size_t 
 	kiln_jdoc *doc;
 	json_error_t jerr;
 	struct scanner sc;
+	const char *nul;
 	int error = KILN_ENOMEM;
 
 	*out = NULL;
@@ -158,6 +159,22 @@ int kiln_jdoc_parse(kiln_jdoc **out, const char *name, const char *text, size_t 
 	memcpy(doc->text, text, len);
 	doc->text[len] = '\0';
 	doc->len = len;
+
+	/*
+	 * A raw NUL byte is never JSON ("\u0000" is, and JSON_ALLOW_NUL takes
+	 * it), but jansson 2.14 skips one that follows a number, and then the
+	 * positions below would not match the tree (found by tests/fuzz/fuzz_jdoc).
+	 */
+	if ((nul = memchr(doc->text, '\0', len))) {
+		sc.p = doc->text;
+		sc.end = nul;
+		sc.line = sc.col = 1;
+		while (sc.p < sc.end)
+			sc_advance(&sc);
+		error = kiln_error_set(KILN_EINVALID, "%s:%d:%d: NUL byte in the text", name, sc.line,
+				       sc.col);
+		goto fail;
+	}
 
 	doc->root = json_loadb(doc->text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!doc->root) {

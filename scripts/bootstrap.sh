@@ -4,6 +4,7 @@
 #   scripts/bootstrap.sh build   compilers and libraries to build kiln
 #   scripts/bootstrap.sh check   + what the test suites run (sshd, HAProxy, nspawn, ...)
 #   scripts/bootstrap.sh demo    + what the local provider's demo runs
+#   scripts/bootstrap.sh fuzz    + clang and libFuzzer, for `make fuzz`
 #
 # Idempotent: a package already installed is not touched; the script says what
 # it installs and why, and installs nothing when nothing is missing.
@@ -19,13 +20,20 @@ libxml2-dev libjansson-dev libssh2-1-dev libcmocka-dev"
 test_pkgs="openssh-server openssh-client curl iproute2 util-linux procps jq"
 # the local provider: containers, base image, apt proxy, load balancer, load
 local_pkgs="systemd-container mmdebstrap apt-cacher-ng haproxy wrk uidmap"
+# `make fuzz` (docs/fuzzing.md): clang, its runtime libraries (libFuzzer and
+# the sanitizers: on Debian 12 libclang-rt-dev is libclang-rt-14-dev, whose
+# libclang_rt.fuzzer-x86_64.a is libFuzzer), and llvm for llvm-symbolizer, so
+# crash reports name functions and lines. make check does not need them: the
+# corpora replay under gcc.
+fuzz_pkgs="clang libclang-rt-dev llvm"
 
 case "$what" in
 build) want="$build_pkgs" ;;
 check) want="$build_pkgs $test_pkgs $local_pkgs" ;;
 demo) want="$build_pkgs $test_pkgs $local_pkgs" ;;
 bench) want="$build_pkgs $test_pkgs $local_pkgs packer hyperfine" ;;
-*) echo "usage: $0 build|check|demo|bench" >&2; exit 2 ;;
+fuzz) want="$build_pkgs $fuzz_pkgs" ;;
+*) echo "usage: $0 build|check|demo|bench|fuzz" >&2; exit 2 ;;
 esac
 
 missing=

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -202,6 +203,10 @@ static pid_t spawn(kiln_test_sshd *s, unsigned delay_ms)
 	{
 		int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		int null = open("/dev/null", O_RDWR);
+		/* a test that crashes (an ASan abort) must not leave its sshd behind */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(127);
 		if (log >= 0)
 			dup2(log, 2);
 		if (null >= 0) {

@@ -302,6 +302,44 @@ static void test_ini_syntax(void **state)
 	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID, "config:1: setting outside any [section]");
 }
 
+/* The same resolution from texts in memory: the files on disk are not read. */
+static void test_load_text(void **state)
+{
+	fixture *f = *state;
+	kiln_aws_config cfg;
+	const char *creds = "[web]\naws_access_key_id = AKIDTEXT\naws_secret_access_key = textsecret\n";
+	const char *config = "[profile web]\nregion = eu-west-3\nendpoint_url = http://127.0.0.1:5000/\n";
+	kiln_view none = { NULL, 0 };
+
+	write_file(f->creds_path, "[web]\naws_access_key_id = AKIDDISK\naws_secret_access_key = disk\n");
+	write_file(f->config_path, "[profile web]\nregion = us-west-2\n");
+	setenv("AWS_PROFILE", "web", 1);
+	if (kiln_aws_config_load_text(&cfg, NULL, kiln_view_of(creds), kiln_view_of(config)) < 0)
+		fail_msg("load_text: %s", kiln_error_last()->message);
+	assert_string_equal(cfg.credentials.access_key_id, "AKIDTEXT");
+	assert_string_equal(cfg.credentials.source, "profile web (credentials file)");
+	assert_string_equal(cfg.region, "eu-west-3");
+	assert_string_equal(cfg.endpoints[KILN_AWS_SSM], "http://127.0.0.1:5000");
+	kiln_aws_config_release(&cfg);
+
+	/* no credentials file: the config file's keys; texts need no NUL at their end */
+	config = "[profile web]\naws_access_key_id=AKIDCONF\naws_secret_access_key=c\nregion=ap-south-1\n"
+		 "this tail is not part of the text";
+	if (kiln_aws_config_load_text(&cfg, NULL, none,
+				      (kiln_view){ config, strstr(config, "this") - config }) < 0)
+		fail_msg("load_text: %s", kiln_error_last()->message);
+	assert_string_equal(cfg.credentials.access_key_id, "AKIDCONF");
+	assert_string_equal(cfg.credentials.source, "profile web (config file)");
+	kiln_aws_config_release(&cfg);
+
+	/* neither file: the profile is nowhere, and messages still name the paths */
+	assert_error(kiln_aws_config_load_text(&cfg, NULL, none, none), KILN_EINVALID,
+		     "AWS_PROFILE names profile 'web', which is in neither");
+	assert_non_null(strstr(kiln_error_last()->message, "/.aws/credentials"));
+	assert_error(kiln_aws_config_load_text(&cfg, NULL, kiln_view_of("[web]\nregion\n"), none),
+		     KILN_EINVALID, "credentials:2: expected 'key = value'");
+}
+
 /* ---- region ------------------------------------------------------------ */
 
 static void test_region_chain(void **state)
@@ -429,6 +467,13 @@ static void test_endpoint_chain(void **state)
 		     "AWS_ENDPOINT_URL_SSM '127.0.0.1:5000' is not an http:// or https:// url");
 	setenv("AWS_ENDPOINT_URL_SSM", "http://", 1);
 	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID, "is not a url kiln can use");
+	/* a control character is refused, and the message does not carry it */
+	setenv("AWS_ENDPOINT_URL_SSM", "http://\x05", 1);
+	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID,
+		     "AWS_ENDPOINT_URL_SSM is not a url kiln can use: it holds a control character");
+	setenv("AWS_ENDPOINT_URL_SSM", "http://a\nb", 1);
+	assert_error(kiln_aws_config_load(&cfg, NULL), KILN_EINVALID, "holds a control character");
+	assert_null(strchr(kiln_error_last()->message, '\n'));
 }
 
 static void test_service_names(void **state)
@@ -454,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_profile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ini_syntax, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_region_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_endpoint_chain, setup, teardown),

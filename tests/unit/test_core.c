@@ -118,6 +118,14 @@ static void test_json_syntax_error(void **state)
 	assert_null(doc);
 	assert_error(kiln_jdoc_parse(&doc, "dup.json", dup, strlen(dup)), KILN_EINVALID, "duplicate");
 	assert_error(kiln_jdoc_load(&doc, "/nonexistent/x.json"), KILN_ENOTFOUND, "/nonexistent/x.json");
+	/* jansson 2.14 would skip this NUL and the positions would drift */
+	static const char nul[] = "[1E+2\0, true]";
+	assert_error(kiln_jdoc_parse(&doc, "nul.json", nul, sizeof(nul) - 1), KILN_EINVALID,
+		     "nul.json:1:6: NUL byte in the text");
+	assert_null(doc);
+	/* an escaped NUL in a string is JSON */
+	assert_int_equal(kiln_jdoc_parse(&doc, "ok.json", "[\"a\\u0000b\"]", 12), 0);
+	kiln_jdoc_free(doc);
 }
 
 static void test_atomic_write_and_mode(void **state)
@@ -232,6 +240,17 @@ static void test_iso8601(void **state)
 	assert_int_equal(t, 1764106664);
 	assert_int_equal(kiln_parse_iso8601(&t, "2025-11-25T21:37:44+00:00"), 0);
 	assert_int_equal(kiln_parse_iso8601(&t, "yesterday"), KILN_EINVALID);
+	/* years outside 0000-9999 clamp rather than overrun or read an unset tm */
+	kiln_format_iso8601(s, INT64_MAX);
+	assert_string_equal(s, "9999-12-31T23:59:59Z");
+	kiln_format_iso8601(s, 253402300800LL);
+	assert_string_equal(s, "9999-12-31T23:59:59Z");
+	kiln_format_iso8601(s, INT64_MIN);
+	assert_string_equal(s, "0000-01-01T00:00:00Z");
+	kiln_format_iso8601(s, -1);
+	assert_string_equal(s, "1969-12-31T23:59:59Z");
+	assert_int_equal(kiln_parse_iso8601(&t, "0000-01-01T00:00:00Z"), 0);
+	assert_int_equal(t, -62167219200LL);
 }
 
 static void test_image_refs(void **state)
