@@ -1500,6 +1500,7 @@ static int forward(struct engine *e)
 		const kiln_plan_batch *b = &e->plan.batches[k - 1];
 		kiln_strings launched = { 0 };
 		struct batch_ctx bc = { k, &launched };
+		char what[64];
 		size_t s;
 
 		if (kiln_cancelled()) {
@@ -1526,8 +1527,9 @@ static int forward(struct engine *e)
 				break;
 		}
 		e->cur_batch = k;
+		snprintf(what, sizeof(what), "batch %u/%zu", k, e->plan.n_batches);
 		if (error == 0)
-			error = wait_healthy(e, expect_new, &bc, kiln_plan_new_after(&e->plan, k), "", false);
+			error = wait_healthy(e, expect_new, &bc, kiln_plan_new_after(&e->plan, k), what, false);
 		if (error == 0) {
 			/* healthy: from now on followed by the balancers' health */
 			kiln_strings ids = { 0 };
