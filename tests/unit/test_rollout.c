@@ -1115,6 +1115,50 @@ static void test_polling_independent_of_fleet_size(void **state)
 	assert_int_equal(h4, h200);
 }
 
+/*
+ * What each describe lists: after the one describe of the whole fleet at the
+ * start, a rollout describes only the batch coming up (old instances are
+ * followed through the balancers), so no call grows with the fleet.
+ */
+static kiln_cloud_ops sized_ops;
+static int (*real_describe)(kiln_cloud *, const kiln_instance_query *, kiln_instance_list *);
+static size_t n_describes, first_listed, max_listed_after_first;
+
+static int sized_describe(kiln_cloud *c, const kiln_instance_query *q, kiln_instance_list *out)
+{
+	int rc = real_describe(c, q, out);
+	if (rc == 0 && n_describes++ == 0)
+		first_listed = out->n;
+	else if (rc == 0 && out->n > max_listed_after_first)
+		max_listed_after_first = out->n;
+	return rc;
+}
+
+static void test_describes_list_one_batch(void **state)
+{
+	struct world *w = world_new();
+	const kiln_cloud_ops *saved = w->c->ops;
+	kiln_rollout_result res;
+	(void)state;
+
+	fleet(w, 200, "\"10%\"", "per_batch", 2, 1);
+	seed(w, w->v1, 200);
+	sized_ops = *saved;
+	real_describe = saved->instances_describe;
+	sized_ops.instances_describe = sized_describe;
+	w->c->ops = &sized_ops;
+	n_describes = first_listed = max_listed_after_first = 0;
+	assert_int_equal(run_start(w, w->v2, &res), 0);
+	w->c->ops = saved;
+	assert_int_equal(first_listed, 200);
+	if (max_listed_after_first > 20)
+		fail_msg("a describe after the start listed %zu instances (a batch is 20)", max_listed_after_first);
+	assert_true(n_describes > 10);
+	assert_fleet(w, w->v2, 200);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
 /* ---- dry run and status ------------------------------------------------------------------ */
 
 static void test_dry_run_changes_nothing(void **state)
@@ -1319,6 +1363,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_while_retiring),
 		cmocka_unit_test(test_cancel_before_launch),
 		cmocka_unit_test(test_polling_independent_of_fleet_size),
+		cmocka_unit_test(test_describes_list_one_batch),
 		cmocka_unit_test(test_dry_run_changes_nothing),
 		cmocka_unit_test(test_status_shows_interrupted),
 		cmocka_unit_test(test_kill_points_at_end),
