@@ -1112,6 +1112,7 @@ static int finish_lock(struct engine *e, const char *result, const char *message
 	if ((error = jafter(e, "unlock", error, NULL)) < 0)
 		return error;
 	e->locked = false;
+	kiln_fleet_lock_claims_delete(e->c, e->f->name);
 	return jmark(e, "end", json_pack("{s:s}", "result", result));
 }
 
