@@ -24,6 +24,27 @@ moto_cli() {
 	AWS_ENDPOINT_URL=$MOTO_URL aws --output json "$@"
 }
 
+# moto_instance_ids FILTER=VALUE[,VALUE]...: ids of moto's pending or running instances
+# matching every filter ("tag:kiln:batch=3"), one per line. One curl request straight to
+# moto (which checks no signature, only the credential scope): tens of milliseconds where
+# the AWS CLI takes most of a second to start, for watchers that must act inside one of the
+# front's windows (a batch pending then initial for 3 s).
+moto_instance_ids() {
+	local i=1 f v k args=()
+	for f in "$@" instance-state-name=pending,running; do
+		args+=(--data-urlencode "Filter.$i.Name=${f%%=*}")
+		k=1
+		for v in $(echo "${f#*=}" | tr , ' '); do
+			args+=(--data-urlencode "Filter.$i.Value.$k=$v")
+			k=$((k + 1))
+		done
+		i=$((i + 1))
+	done
+	curl -sf --max-time 10 -H "Authorization: AWS4-HMAC-SHA256 Credential=$AWS_ACCESS_KEY_ID/20260101/$AWS_REGION/ec2/aws4_request, SignedHeaders=host, Signature=0" \
+		--data "Action=DescribeInstances&Version=2016-11-15" "${args[@]}" "$MOTO_URL/" |
+		grep -o '<instanceId>[^<]*</instanceId>' | sed 's/<[^>]*>//g' | sort -u
+}
+
 # Health as the front simulates it.
 front_cli() {
 	AWS_ENDPOINT_URL=$FRONT_URL aws --output json "$@"
@@ -74,22 +95,36 @@ register_bad_image() {
 	BAD=$(register_image web 4) && front_set_unhealthy "$BAD" && export BAD
 }
 
-# watch_capacity LB: logs the healthy count of a target group every 0.3 s into
-# capacity.log until stop_watch; min_capacity prints the lowest seen.
+# watch_capacity LB: logs the healthy count of a target group into capacity.log, one
+# line a reading, until stop_watch; min_capacity prints the lowest seen. A reading
+# whose describe failed (the CLI timed out on a busy machine) is dropped, not logged
+# as 0; stop_watch waits for the reading in flight, so nothing is appended after it.
 watch_capacity() {
-	rm -f capacity.log
-	( while :; do tg_targets "$1" | grep -c " healthy$" >>capacity.log; sleep 0.3; done ) &
+	rm -f capacity.log watch.stop
+	(
+		while [ ! -e watch.stop ]; do
+			if out=$(set -o pipefail; tg_targets "$1"); then
+				printf '%s\n' "$out" | grep -c " healthy$" >>capacity.log
+			fi
+			sleep 0.3
+		done
+	) &
 	WATCH_PID=$!
 	track_pid "$WATCH_PID"
 }
 
 stop_watch() {
-	[ -n "${WATCH_PID:-}" ] && stop_pid "$WATCH_PID"
+	if [ -n "${WATCH_PID:-}" ]; then
+		touch watch.stop
+		wait "$WATCH_PID" 2>/dev/null
+	fi
 	WATCH_PID=
 	return 0
 }
 
+# The lowest healthy count seen; fails (printing nothing) if no reading succeeded.
 min_capacity() {
+	[ -s capacity.log ] || { echo "min_capacity: no reading of the target group succeeded" >&2; return 1; }
 	sort -n capacity.log | head -1
 }
 

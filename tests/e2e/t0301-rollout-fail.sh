@@ -3,23 +3,32 @@ test_description='a rollout whose new instances fail restores the old fleet (exi
 modes, failure in the first batch and in a later one, and a failed first deploy'
 . "$(dirname "$0")/lib-rollout.sh"
 
-# sicken_batch N: in the background, turns batch N's new instances unhealthy once launched.
+# sicken_batch N: in the background, turns batch N's new instances unhealthy once launched,
+# inside the 3 s they are pending and then initial (moto_instance_ids answers in tens of
+# milliseconds); failed_in_batch checks afterwards that the rollout failed on one of them.
 sicken_batch() {
 	(
 		while :; do
-			ids=$(moto_cli ec2 describe-instances --filters Name=tag:kiln:batch,Values=$1 \
-				Name=tag:kiln:role,Values=new Name=instance-state-name,Values=pending,running |
-				jq -c "[.Reservations[].Instances[].InstanceId]")
-			if [ "$ids" != "[]" ]; then
-				curl -sf -o /dev/null -X PATCH -d "{\"health\": {\"unhealthy_instances\": $ids}}" \
+			ids=$(moto_instance_ids tag:kiln:batch=$1 tag:kiln:role=new)
+			if [ -n "$ids" ]; then
+				curl -sf -o /dev/null -X PATCH \
+					-d "{\"health\": {\"unhealthy_instances\": $(echo "$ids" | jq -R . | jq -sc .)}}" \
 					"$FRONT_URL/__front/config"
 				exit 0
 			fi
-			sleep 0.2
+			sleep 0.1
 		done
 	) &
 	SICK_PID=$!
 	track_pid "$SICK_PID"
+}
+
+# failed_in_batch N: the instance the rollout's error event names was launched in batch N.
+failed_in_batch() {
+	local id
+	id=$(jq -r 'select(.event == "error") | .failed.instance' events.jsonl) &&
+	moto_cli ec2 describe-instances --instance-ids "$id" |
+		jq -e --arg n "$1" '[.Reservations[].Instances[].Tags[] | select(.Key == "kiln:batch")][0].Value == $n'
 }
 
 stop_sick() {
@@ -59,7 +68,10 @@ test_expect_success 'set up: web@1..3, a bad web@4, a fleet of 4 on web@1' '
 test_expect_success 'bad image, at_end, fails in the first batch: restored, exit 3' '
 	fail_case at_end 1 web@4 &&
 	grep -q "unhealthy in .web-a. for" err &&
-	grep -q "Target.FailedHealthChecks" err
+	grep -q "Target.FailedHealthChecks" err &&
+	grep -q "console output of i-[0-9a-f]* ends:" err &&
+	grep -q "Enabling fast FPU save and restore" err &&
+	jq -e "select(.event == \"error\") | .failed.health == \"unhealthy\" and (.failed.console | test(\"FPU\"))" events.jsonl
 '
 
 test_expect_success 'bad image, per_batch, batch = desired: restored' '
@@ -69,12 +81,13 @@ test_expect_success 'bad image, per_batch, batch = desired: restored' '
 test_expect_success 'at_end, batch 3 turns unhealthy: old instances re-registered, new removed' '
 	sicken_batch 3 &&
 	fail_case at_end 1 web@2 &&
-	grep -q "batch 3/4: launching" events.jsonl
+	failed_in_batch 3
 '
 
 test_expect_success 'per_batch, batch 3 turns unhealthy: web@1 relaunched for the batches done' '
 	sicken_batch 3 &&
 	fail_case per_batch 1 web@2 &&
+	failed_in_batch 3 &&
 	moto_cli ec2 describe-instances --filters Name=tag:kiln:role,Values=old \
 		Name=tag:kiln:batch,Values=0 Name=instance-state-name,Values=running |
 		jq -e "[.Reservations[].Instances[]] | length == 2"
