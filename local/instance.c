@@ -456,6 +456,11 @@ static int boot(kiln_local *l, json_t *doc, const char *user_data)
 	argv[a++] = "--keep-unit";
 	/* read-only: the console (boot log, host key fingerprints) goes to console.log */
 	argv[a++] = "--console=read-only";
+	/*
+	 * plain text on the console: its tail is shown to users (a rollout's
+	 * failed instance, console_output), where colour codes are noise
+	 */
+	argv[a++] = "--setenv=SYSTEMD_COLORS=0";
 	argv[a++] = "--link-journal=no";
 	argv[a++] = "--resolv-conf=off";
 	argv[a++] = "--timezone=off";
