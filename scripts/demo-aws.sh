@@ -1,15 +1,14 @@
 #!/bin/bash
-# scripts/demo.sh KILN: what `make demo` runs, with the path of the kiln binary.
+# scripts/demo-aws.sh KILN: kiln's aws provider against moto, an AWS emulator
+# (`make demo-aws`; `make demo` is the local provider's whole flow).
 #
-# Interim: kiln's main job on the embedded default (a build and a rollout on
-# the local provider) needs the builder and the local provider, which are
-# not there yet. Until they land, this starts moto (an AWS emulator) on
-# loopback, inside a network namespace of its own when run as root, and
-# runs against it what kiln can already do. Servers it starts are stopped
-# by PID when it ends.
+# Starts moto on loopback, inside a network namespace of its own when run as
+# root, and shows kiln talking to it: who it is, the images it knows, how a
+# name resolves to its newest version. Servers it starts are stopped by PID
+# when it ends.
 set -eu
 
-kiln=${1:?usage: scripts/demo.sh PATH/TO/kiln}
+kiln=${1:?usage: scripts/demo-aws.sh PATH/TO/kiln}
 case "$kiln" in /*) ;; *) kiln="$(pwd)/$kiln" ;; esac
 [ -x "$kiln" ] || { echo "demo: no kiln binary at '$kiln' (make release builds it)" >&2; exit 1; }
 
@@ -23,12 +22,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 cat <<'EOF'
-kiln demo (interim)
-
-kiln's own default, the local provider (systemd-nspawn containers behind HAProxy), is
-not there yet, and neither is `kiln build`. So this demo starts moto, an AWS emulator,
-on loopback only, and shows what kiln can already do against it: who it is talking
-to, and the images it knows about.
+kiln against moto (an AWS emulator, on loopback only): who kiln is talking to, and the
+images it knows about. `make demo` shows the whole flow on the local provider.
 EOF
 
 for tool in moto_server curl python3; do
