@@ -23,6 +23,18 @@ struct lbstate {
 	kiln_target_list t; /* last lb_health, sorted by instance id */
 };
 
+/*
+ * An old instance, as the describe of the whole fleet at the start (or at
+ * a take-over) saw it. Going forward, old instances are followed through
+ * the balancers' health alone: retiring and finishing need their ids and
+ * launch times, never a describe of hundreds of them again.
+ */
+struct old {
+	char id[KILN_ID_MAX];
+	int64_t launch_time;
+	bool terminated; /* asked of the cloud by this process */
+};
+
 /* What the engine remembers of an instance between poll rounds. */
 struct track {
 	char id[KILN_ID_MAX];
@@ -65,7 +77,10 @@ struct engine {
 	struct failure fail;
 	kiln_image_list labels;  /* images seen, for "web@3" in messages */
 	unsigned cur_batch;      /* the batch SEE_BATCH describes */
+	const kiln_strings *batch_ids; /* its instances as the launches returned them, or NULL */
 	kiln_strings known_new;  /* new instances of batches already healthy */
+	struct old *olds;        /* the old instances (remember_olds) */
+	size_t n_olds;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -202,6 +217,34 @@ static bool is_relaunched(const struct engine *e, const kiln_instance *i)
 static int add_unique(kiln_strings *s, const char *id)
 {
 	return kiln_strings_has(s, id) ? 0 : kiln_strings_add(s, id);
+}
+
+/* Remembers the old instances of the last describe of the whole fleet (SEE_FLEET). */
+static int remember_olds(struct engine *e)
+{
+	size_t i;
+	free(e->olds);
+	e->n_olds = 0;
+	if (!(e->olds = calloc(e->insts.n + 1, sizeof(*e->olds))))
+		return kiln_error_set(KILN_ENOMEM, "out of memory");
+	for (i = 0; i < e->insts.n; i++) {
+		const kiln_instance *inst = &e->insts.items[i];
+		struct old *o = &e->olds[e->n_olds];
+		if (!inst_alive(inst) || !is_old(e, inst))
+			continue;
+		snprintf(o->id, sizeof(o->id), "%s", inst->id);
+		o->launch_time = inst->launch_time;
+		e->n_olds++;
+	}
+	return 0;
+}
+
+static void olds_terminated(struct engine *e, const kiln_strings *ids)
+{
+	size_t i;
+	for (i = 0; i < e->n_olds; i++)
+		if (kiln_strings_has(ids, e->olds[i].id))
+			e->olds[i].terminated = true;
 }
 
 static struct track *track_of(struct engine *e, const char *id)
@@ -558,7 +601,13 @@ static int renew_lock(struct engine *e)
  *              a take-over, dry runs and status).
  *   SEE_BATCH  the new instances of the batch coming up (cur_batch): while
  *              it waits, earlier batches are followed through the
- *              balancers' health alone, so a round describes one batch;
+ *              balancers' health alone, so a round describes one batch.
+ *              By their ids when the launches returned all of them and
+ *              they fit one filter (IDS_MAX), else by tag: a describe by
+ *              id costs what the batch costs, where one by tag may cost
+ *              what every instance in the account costs (moto scans every
+ *              instance's tags, so its describes by tag grow with the
+ *              square of the fleet);
  *   SEE_NEW | SEE_OLD  both, in one call (every instance tagged with the
  *              rollout's id).
  * A mask of 0 reads only the balancers and keeps the last instances.
@@ -567,6 +616,9 @@ static int renew_lock(struct engine *e)
 #define SEE_OLD 2
 #define SEE_FLEET 4
 #define SEE_BATCH 8
+
+/* EC2 takes at most 200 values in one describe call's filters */
+#define IDS_MAX 200
 
 static int describe_scope(struct engine *e, int scope, kiln_instance_list *into)
 {
@@ -578,17 +630,23 @@ static int describe_scope(struct engine *e, int scope, kiln_instance_list *into)
 
 	if ((error = kiln_tags_set(&want, KILN_TAG_FLEET, e->f->name)) < 0)
 		goto done;
-	if (scope != SEE_FLEET && (error = kiln_tags_set(&want, KILN_TAG_ROLLOUT_ID, e->lock.rollout_id)) < 0)
-		goto done;
-	/* both new and old: every instance tagged with the rollout, in one call */
-	if ((scope == SEE_NEW || scope == SEE_OLD || scope == SEE_BATCH) &&
-	    (error = kiln_tags_set(&want, KILN_TAG_ROLE, scope == SEE_OLD ? "old" : "new")) < 0)
-		goto done;
-	if (scope == SEE_BATCH) {
-		char b[16];
-		snprintf(b, sizeof(b), "%u", e->cur_batch);
-		if ((error = kiln_tags_set(&want, KILN_TAG_BATCH, b)) < 0)
+	if (scope == SEE_BATCH && e->batch_ids && e->batch_ids->n && e->batch_ids->n <= IDS_MAX) {
+		/* by id; the fleet's tag only guards against a foreign id */
+		q.ids = (const char *const *)e->batch_ids->items;
+		q.n_ids = e->batch_ids->n;
+	} else if (scope != SEE_FLEET) {
+		if ((error = kiln_tags_set(&want, KILN_TAG_ROLLOUT_ID, e->lock.rollout_id)) < 0)
 			goto done;
+		/* both new and old: every instance tagged with the rollout, in one call */
+		if ((scope == SEE_NEW || scope == SEE_OLD || scope == SEE_BATCH) &&
+		    (error = kiln_tags_set(&want, KILN_TAG_ROLE, scope == SEE_OLD ? "old" : "new")) < 0)
+			goto done;
+		if (scope == SEE_BATCH) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", e->cur_batch);
+			if ((error = kiln_tags_set(&want, KILN_TAG_BATCH, b)) < 0)
+				goto done;
+		}
 	}
 	q.tags = &want;
 	q.include_terminated = scope != SEE_FLEET;
@@ -1054,6 +1112,7 @@ static int finish_lock(struct engine *e, const char *result, const char *message
 	if ((error = jafter(e, "unlock", error, NULL)) < 0)
 		return error;
 	e->locked = false;
+	kiln_fleet_lock_claims_delete(e->c, e->f->name);
 	return jmark(e, "end", json_pack("{s:s}", "result", result));
 }
 
@@ -1269,24 +1328,28 @@ static int retire(struct engine *e, unsigned k)
 	size_t i, l;
 	int error;
 
-	/* the new ones are the batches known healthy; the old ones are described */
-	if ((error = observe(e, SEE_OLD)) < 0)
+	/*
+	 * The new ones are the batches known healthy; the old ones are those
+	 * remembered from the start, followed through the balancers alone (an
+	 * old instance that died is no longer active in any of them).
+	 */
+	if ((error = observe(e, 0)) < 0)
 		return error;
 	for (i = 0; i < e->known_new.n; i++)
 		new_healthy += healthy_everywhere(e, e->known_new.items[i]);
-	if (!(olds = calloc(e->insts.n + 1, sizeof(*olds))))
+	if (!(olds = calloc(e->n_olds + 1, sizeof(*olds))))
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
-	for (i = 0; i < e->insts.n; i++) {
-		const kiln_instance *inst = &e->insts.items[i];
-		if (!inst_alive(inst) || !is_old(e, inst))
+	for (i = 0; i < e->n_olds; i++) {
+		const struct old *o = &e->olds[i];
+		if (o->terminated)
 			continue;
-		if (draining_anywhere(e, inst->id) && (error = add_unique(&drain, inst->id)) < 0)
+		if (draining_anywhere(e, o->id) && (error = add_unique(&drain, o->id)) < 0)
 			goto done;
-		if (!active_anywhere(e, inst->id))
+		if (!active_anywhere(e, o->id))
 			continue;
-		olds[n_active].id = inst->id;
-		olds[n_active].launch_time = inst->launch_time;
-		olds[n_active].serving = healthy_everywhere(e, inst->id);
+		olds[n_active].id = o->id;
+		olds[n_active].launch_time = o->launch_time;
+		olds[n_active].serving = healthy_everywhere(e, o->id);
 		old_serving += olds[n_active].serving;
 		n_active++;
 	}
@@ -1323,14 +1386,15 @@ static int retire(struct engine *e, unsigned k)
 	if ((error = drain_wait(e, &drain)) < 0)
 		goto done;
 	if (e->lock.retire == KILN_RETIRE_PER_BATCH) {
-		for (i = 0; i < e->insts.n; i++) {
-			const kiln_instance *inst = &e->insts.items[i];
-			if (is_old(e, inst) && !inst_gone(inst) && !active_anywhere(e, inst->id) &&
-			    !draining_anywhere(e, inst->id) && (error = add_unique(&term, inst->id)) < 0)
+		for (i = 0; i < e->n_olds; i++) {
+			const struct old *o = &e->olds[i];
+			if (!o->terminated && !active_anywhere(e, o->id) && !draining_anywhere(e, o->id) &&
+			    (error = add_unique(&term, o->id)) < 0)
 				goto done;
 		}
 		if ((error = m_terminate(e, &term)) < 0)
 			goto done;
+		olds_terminated(e, &term);
 	}
 	error = jmark(e, "retired", json_pack("{s:I,s:I}", "batch", (json_int_t)k, "deregistered",
 					       (json_int_t)chosen.n));
@@ -1436,26 +1500,22 @@ static int finish(struct engine *e)
 	int error = 0;
 
 	kiln_cancel_shield_push();
-	/* two calls, old then new, so that neither lists the whole fleet twice over */
-	if ((error = observe(e, SEE_OLD)) < 0)
-		goto done;
-	for (i = 0; i < e->insts.n && error == 0; i++)
-		if (!inst_gone(&e->insts.items[i]) && is_old(e, &e->insts.items[i]))
-			error = add_unique(&old, e->insts.items[i].id);
-	if (error == 0 && (error = observe(e, SEE_NEW)) < 0)
-		goto done;
-	for (i = 0; i < e->insts.n && error == 0; i++) {
-		const kiln_instance *inst = &e->insts.items[i];
-		if (!inst_gone(inst) && is_ours_new(e, inst) && !is_valid_new(e, inst))
-			error = add_unique(&old, inst->id);
-	}
+	/*
+	 * The old ones remembered from the start, not one describe of them
+	 * (terminating one already gone succeeds). A cancelled batch's
+	 * leftovers were removed when this process began going forward.
+	 */
+	for (i = 0; i < e->n_olds && error == 0; i++)
+		if (!e->olds[i].terminated)
+			error = add_unique(&old, e->olds[i].id);
 	if (error == 0 && old.n)
 		step(e, "retire", "terminating %zu old instance%s", old.n, old.n == 1 ? "" : "s");
 	if (error == 0)
 		error = remove_instances(e, &old);
 	if (error == 0)
+		olds_terminated(e, &old);
+	if (error == 0)
 		error = finish_lock(e, "completed", NULL);
-done:
 	kiln_cancel_shield_pop();
 	kiln_strings_release(&old);
 	if (error < 0)
@@ -1500,6 +1560,7 @@ static int forward(struct engine *e)
 		const kiln_plan_batch *b = &e->plan.batches[k - 1];
 		kiln_strings launched = { 0 };
 		struct batch_ctx bc = { k, &launched };
+		char what[64];
 		size_t s;
 
 		if (kiln_cancelled()) {
@@ -1526,8 +1587,10 @@ static int forward(struct engine *e)
 				break;
 		}
 		e->cur_batch = k;
+		e->batch_ids = s == e->plan.n_subnets ? &launched : NULL;
+		snprintf(what, sizeof(what), "batch %u/%zu", k, e->plan.n_batches);
 		if (error == 0)
-			error = wait_healthy(e, expect_new, &bc, kiln_plan_new_after(&e->plan, k), "", false);
+			error = wait_healthy(e, expect_new, &bc, kiln_plan_new_after(&e->plan, k), what, false);
 		if (error == 0) {
 			/* healthy: from now on followed by the balancers' health */
 			kiln_strings ids = { 0 };
@@ -1536,6 +1599,7 @@ static int forward(struct engine *e)
 					error = add_unique(&e->known_new, ids.items[i]);
 			kiln_strings_release(&ids);
 		}
+		e->batch_ids = NULL;
 		kiln_strings_release(&launched);
 		if (error < 0 && e->fatal)
 			return stopped(e, error);
@@ -1619,6 +1683,7 @@ static void engine_release(struct engine *e)
 	kiln_instance_list_release(&e->insts);
 	kiln_image_list_release(&e->labels);
 	kiln_strings_release(&e->known_new);
+	free(e->olds);
 	free(e->tr);
 	kiln_buf_release(&e->state_dir);
 }
@@ -1871,8 +1936,10 @@ int kiln_rollout_start(kiln_rollout_result *out, const kiln_rollout_opts *o,
 	 * tags (not by describing the whole fleet), and so do kiln status and
 	 * another machine settling the rollout.
 	 */
-	for (i = 0; i < e.insts.n; i++)
-		if (inst_alive(&e.insts.items[i]) && (error = kiln_strings_add(&old, e.insts.items[i].id)) < 0)
+	if ((error = remember_olds(&e)) < 0)
+		goto stop;
+	for (i = 0; i < e.n_olds; i++)
+		if ((error = kiln_strings_add(&old, e.olds[i].id)) < 0)
 			goto stop;
 	if (old.n) {
 		kiln_tags t = KILN_TAGS_INIT;
@@ -1979,7 +2046,7 @@ static int take_over(struct engine *e, const char *kind, unsigned *abandoned)
 				     (json_int_t)e->pid))) < 0)
 		return error;
 	if ((error = take_flock(e)) < 0 || (error = plan_from_lock(e)) < 0 || (error = open_lbs(e)) < 0 ||
-	    (error = tag_untagged_old(e)) < 0)
+	    (error = tag_untagged_old(e)) < 0 || (error = remember_olds(e)) < 0)
 		return error;
 	{
 		kiln_strings ids = { 0 };

@@ -10,7 +10,9 @@
  * terminate them now (retire per_batch) or after the last batch (at_end).
  * Every poll round is one instances_describe and one lb_health per load
  * balancer, whatever the fleet's size; the interval starts fast and backs
- * off, and is reset by any change seen.
+ * off, and is reset by any change seen. The fleet is described whole once,
+ * at the start (or a take-over); after that a round describes the batch
+ * coming up, and old instances are followed through the balancers.
  *
  * Failure (a launch error, a new instance gone, unhealthy past
  * health_grace_s, not healthy within health_timeout_s) restores the old

@@ -265,23 +265,124 @@ int kiln_fleet_lock_delete(kiln_cloud *c, const char *fleet)
 	return c->ops->record_delete(c, name);
 }
 
+/* "/kiln/fleets/FLEET/takeovers/": the claims, one per dead holder taken over */
+static void claims_prefix(char *out, size_t size, const char *fleet)
+{
+	snprintf(out, size, "/kiln/fleets/%s/takeovers/", fleet);
+}
+
+/*
+ * A dead holder is named by its rollout, pid and last expiry: every
+ * renewal moves the expiry, so a claim names one record, never the next.
+ */
+static void claim_name(char *out, size_t size, const char *fleet, const kiln_fleet_lock *dead,
+		       unsigned attempt)
+{
+	claims_prefix(out, size, fleet);
+	snprintf(out + strlen(out), size - strlen(out), "%s-%lld-%ld-%u", dead->rollout_id,
+		 (long long)dead->expires_ms, dead->pid, attempt);
+}
+
+/*
+ * Claims a dead holder: creates claim 1 of it, or, while the existing ones
+ * are stale (their taker died halfway; a take-over takes seconds), the
+ * next; each is created only if absent, so one taker wins each attempt.
+ * A fresh claim of someone else is KILN_EBUSY naming them.
+ */
+static int claim(kiln_cloud *c, const char *fleet, const kiln_fleet_lock *dead, const char *host,
+		 long pid, char *name, size_t size)
+{
+	unsigned attempt, tries = 0;
+	int error = 0;
+
+	for (attempt = 1; attempt <= KILN_CLAIM_ATTEMPTS && tries++ < 2 * KILN_CLAIM_ATTEMPTS; attempt++) {
+		kiln_record rec = { 0 };
+		json_t *o, *r = NULL;
+		char *text;
+		int64_t at;
+
+		claim_name(name, size, fleet, dead, attempt);
+		o = json_pack("{s:s,s:I,s:I}", "host", host, "pid", (json_int_t)pid, "claimed_ms",
+			      (json_int_t)kiln_clock_wall_ms());
+		text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		if (!text)
+			return kiln_error_set(KILN_ENOMEM, "out of memory");
+		error = c->ops->record_create(c, name, text);
+		free(text);
+		if (error != KILN_ECONFLICT)
+			return error < 0 ? kiln_error_prefix("cannot take over the lock of fleet '%s'", fleet) : 0;
+		if ((error = c->ops->record_get(c, name, &rec)) < 0) {
+			if (error != KILN_ENOTFOUND)
+				return error;
+			kiln_error_clear();
+			attempt--; /* its taker gave it up: try the same attempt again */
+			continue;
+		}
+		r = json_loads(rec.value, 0, NULL);
+		at = json_integer_value(json_object_get(r, "claimed_ms"));
+		if (kiln_clock_wall_ms() - at < KILN_CLAIM_TTL_MS) {
+			const char *h = json_string_value(json_object_get(r, "host"));
+			error = kiln_error_set(KILN_EBUSY,
+					       "fleet '%s': its interrupted rollout %s is being taken over by host '%s' pid %lld",
+					       fleet, dead->rollout_id, h ? h : "?",
+					       (long long)json_integer_value(json_object_get(r, "pid")));
+			json_decref(r);
+			kiln_record_release(&rec);
+			return error;
+		}
+		json_decref(r);
+		kiln_record_release(&rec);
+	}
+	return kiln_error_set(KILN_EBUSY, "fleet '%s': %d attempts to take over rollout %s were abandoned",
+			      fleet, KILN_CLAIM_ATTEMPTS, dead->rollout_id);
+}
+
+static bool same_record(const kiln_fleet_lock *a, const kiln_fleet_lock *b)
+{
+	return same_holder(a, b) && a->expires_ms == b->expires_ms;
+}
+
 int kiln_fleet_lock_takeover(kiln_cloud *c, const char *fleet, kiln_fleet_lock *lock,
 			     const char *host, long pid, const char *state_dir)
 {
-	kiln_fleet_lock back;
-	char who[1024];
+	kiln_fleet_lock back, dead;
+	char who[1024], claimed[KILN_NAME_MAX + 128];
 	int error;
 
 	if (!kiln_fleet_lock_dead(lock, host, state_dir)) {
 		kiln_fleet_lock_describe(who, sizeof(who), lock);
 		return kiln_error_set(KILN_EBUSY, "fleet '%s' is locked by a live rollout: %s", fleet, who);
 	}
+	/*
+	 * Claim this dead holder first, with a record created only if absent:
+	 * of two machines taking it over at once, one creates the claim and the
+	 * other backs off. Writing the lock and reading it back alone would let
+	 * both win when one reads back before the other writes.
+	 */
+	if ((error = claim(c, fleet, lock, host, pid, claimed, sizeof(claimed))) < 0)
+		return error;
+	/* the record judged dead must still be the one there (its holder may have renewed, or ended) */
+	if ((error = kiln_fleet_lock_get(c, fleet, &dead)) < 0) {
+		c->ops->record_delete(c, claimed);
+		return error == KILN_ENOTFOUND ?
+			kiln_error_set(KILN_EBUSY, "the lock of fleet '%s' vanished while taking it over", fleet) :
+			error;
+	}
+	if (!same_record(&dead, lock)) {
+		kiln_fleet_lock_describe(who, sizeof(who), &dead);
+		kiln_fleet_lock_release(&dead);
+		c->ops->record_delete(c, claimed);
+		return kiln_error_set(KILN_EBUSY, "the lock of fleet '%s' changed while taking it over: %s",
+				      fleet, who);
+	}
+	kiln_fleet_lock_release(&dead);
 	snprintf(lock->host, sizeof(lock->host), "%s", host);
 	lock->pid = pid;
 	fill_holder(lock);
 	if ((error = put(c, fleet, lock)) < 0)
 		return kiln_error_prefix("cannot take over the lock of fleet '%s'", fleet);
-	/* a rival taking over at the same moment: whoever reads back someone else backs off */
+	/* the holder we judged dead, renewing at the last moment, would overwrite us: read back */
 	if ((error = kiln_fleet_lock_get(c, fleet, &back)) < 0)
 		return error == KILN_ENOTFOUND ?
 			kiln_error_set(KILN_EBUSY, "the lock of fleet '%s' vanished while taking it over", fleet) :
@@ -293,4 +394,18 @@ int kiln_fleet_lock_takeover(kiln_cloud *c, const char *fleet, kiln_fleet_lock *
 	}
 	kiln_fleet_lock_release(&back);
 	return 0;
+}
+
+void kiln_fleet_lock_claims_delete(kiln_cloud *c, const char *fleet)
+{
+	kiln_strings names = { 0 };
+	char prefix[KILN_NAME_MAX];
+	size_t i;
+
+	claims_prefix(prefix, sizeof(prefix), fleet);
+	if (c->ops->record_list(c, prefix, &names) == 0)
+		for (i = 0; i < names.n; i++)
+			c->ops->record_delete(c, names.items[i]);
+	kiln_strings_release(&names);
+	kiln_error_clear();
 }

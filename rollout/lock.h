@@ -29,6 +29,8 @@
 
 #define KILN_LOCK_TTL_MS (300 * 1000)       /* how far ahead an expiry is set */
 #define KILN_LOCK_RENEW_MS (60 * 1000)      /* how often a holder renews it */
+#define KILN_CLAIM_TTL_MS (60 * 1000)       /* a take-over claim older than this was abandoned */
+#define KILN_CLAIM_ATTEMPTS 16
 
 typedef enum kiln_lock_phase {
 	KILN_PHASE_ROLLOUT, /* batches going forward */
@@ -94,12 +96,19 @@ int kiln_fleet_lock_delete(kiln_cloud *c, const char *fleet);
 bool kiln_fleet_lock_dead(const kiln_fleet_lock *lock, const char *host, const char *state_dir);
 
 /*
- * Takes over a dead holder's lock: rewrites it with host/pid as holder
- * and a fresh expiry, and reads it back to catch a rival doing the same.
- * KILN_EBUSY if the holder is alive, or a rival won.
+ * Takes over a dead holder's lock: claims that holder with a record created
+ * only if absent ("/kiln/fleets/FLEET/takeovers/ROLLOUT-EXPIRY-PID-N"), so
+ * that of two machines taking it over at once only one goes on (a claim
+ * older than KILN_CLAIM_TTL_MS was abandoned: claim N+1 then); checks the
+ * lock is still the record judged dead; rewrites it with host/pid as
+ * holder and a fresh expiry, and reads it back. KILN_EBUSY if the holder
+ * is alive, or a rival won.
  */
 int kiln_fleet_lock_takeover(kiln_cloud *c, const char *fleet, kiln_fleet_lock *lock,
 			     const char *host, long pid, const char *state_dir);
+
+/* Deletes the fleet's take-over claims (when its rollout ends); best effort, never fails. */
+void kiln_fleet_lock_claims_delete(kiln_cloud *c, const char *fleet);
 
 /* "host 'ci-3' pid 4242 (rollout r..., web@2 -> web@3, started 2026-...Z)" */
 void kiln_fleet_lock_describe(char *out, size_t size, const kiln_fleet_lock *lock);

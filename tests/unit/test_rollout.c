@@ -930,6 +930,47 @@ static void test_lock_expired_is_taken_over(void **state)
 	assert_string_equal(res.rollout_id, "r20261125000000-deadbeef");
 	assert_no_violation(w);
 	assert_fleet(w, w->v2, 4);
+	/* the take-over's claim went with the lock: only the state record is left */
+	assert_int_equal(memcloud_count_records(w->mc), 1);
+	assert_true(has_record(w, "state"));
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
+/* Two machines taking over one dead holder: the claim lets one go on, the other gets exit 5. */
+static void test_lock_takeover_claimed_by_rival(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	char claim[256], value[256];
+	int64_t expires = kiln_clock_wall_ms() - 1000;
+	int rc;
+	(void)state;
+
+	seed(w, w->v1, 4);
+	put_lock(w, "ci-runner-7", 4242, expires);
+	snprintf(claim, sizeof(claim), "/kiln/fleets/web/takeovers/r20261125000000-deadbeef-%lld-4242-1",
+		 (long long)expires);
+	snprintf(value, sizeof(value), "{\"host\":\"ci-runner-8\",\"pid\":77,\"claimed_ms\":%lld}",
+		 (long long)kiln_clock_wall_ms());
+	memcloud_on_call(w->mc, NULL, NULL);
+	assert_int_equal(w->c->ops->record_create(w->c, claim, value), 0);
+	memcloud_on_call(w->mc, on_call, w);
+	rc = run_resume(w, &res);
+	assert_error(rc, KILN_EBUSY, "being taken over by host 'ci-runner-8' pid 77");
+	assert_int_equal(kiln_rollout_exit_code(rc, &res), 5);
+	kiln_rollout_result_release(&res);
+	assert_error(run_rollback(w, NULL, &res), KILN_EBUSY, "ci-runner-8");
+	kiln_rollout_result_release(&res);
+	assert_int_equal(memcloud_calls(w->mc, "instances_launch"), 0);
+	assert_int_equal(memcloud_calls(w->mc, "tags_create"), 0);
+	/* the rival never got further (it died too): its claim goes stale, and resume goes on */
+	kiln_test_clock_advance(KILN_CLAIM_TTL_MS + 1000);
+	assert_int_equal(run_resume(w, &res), 0);
+	assert_fleet(w, w->v2, 4);
+	assert_false(has_record(w, "lock"));
+	/* both claims (the rival's and this one's) went with the lock */
+	assert_int_equal(memcloud_count_records(w->mc), 1);
 	kiln_rollout_result_release(&res);
 	world_free(w);
 }
@@ -1113,6 +1154,50 @@ static void test_polling_independent_of_fleet_size(void **state)
 	assert_int_equal(h4, h40);
 	assert_int_equal(d4, d200);
 	assert_int_equal(h4, h200);
+}
+
+/*
+ * What each describe lists: after the one describe of the whole fleet at the
+ * start, a rollout describes only the batch coming up (old instances are
+ * followed through the balancers), so no call grows with the fleet.
+ */
+static kiln_cloud_ops sized_ops;
+static int (*real_describe)(kiln_cloud *, const kiln_instance_query *, kiln_instance_list *);
+static size_t n_describes, first_listed, max_listed_after_first;
+
+static int sized_describe(kiln_cloud *c, const kiln_instance_query *q, kiln_instance_list *out)
+{
+	int rc = real_describe(c, q, out);
+	if (rc == 0 && n_describes++ == 0)
+		first_listed = out->n;
+	else if (rc == 0 && out->n > max_listed_after_first)
+		max_listed_after_first = out->n;
+	return rc;
+}
+
+static void test_describes_list_one_batch(void **state)
+{
+	struct world *w = world_new();
+	const kiln_cloud_ops *saved = w->c->ops;
+	kiln_rollout_result res;
+	(void)state;
+
+	fleet(w, 200, "\"10%\"", "per_batch", 2, 1);
+	seed(w, w->v1, 200);
+	sized_ops = *saved;
+	real_describe = saved->instances_describe;
+	sized_ops.instances_describe = sized_describe;
+	w->c->ops = &sized_ops;
+	n_describes = first_listed = max_listed_after_first = 0;
+	assert_int_equal(run_start(w, w->v2, &res), 0);
+	w->c->ops = saved;
+	assert_int_equal(first_listed, 200);
+	if (max_listed_after_first > 20)
+		fail_msg("a describe after the start listed %zu instances (a batch is 20)", max_listed_after_first);
+	assert_true(n_describes > 10);
+	assert_fleet(w, w->v2, 200);
+	kiln_rollout_result_release(&res);
+	world_free(w);
 }
 
 /* ---- dry run and status ------------------------------------------------------------------ */
@@ -1313,12 +1398,14 @@ int main(void)
 		cmocka_unit_test(test_restore_fails),
 		cmocka_unit_test(test_lock_held_by_live_rollout),
 		cmocka_unit_test(test_lock_expired_is_taken_over),
+		cmocka_unit_test(test_lock_takeover_claimed_by_rival),
 		cmocka_unit_test(test_lock_dead_pid_is_taken_over),
 		cmocka_unit_test(test_lock_renewed),
 		cmocka_unit_test(test_cancel_mid_batch),
 		cmocka_unit_test(test_cancel_while_retiring),
 		cmocka_unit_test(test_cancel_before_launch),
 		cmocka_unit_test(test_polling_independent_of_fleet_size),
+		cmocka_unit_test(test_describes_list_one_batch),
 		cmocka_unit_test(test_dry_run_changes_nothing),
 		cmocka_unit_test(test_status_shows_interrupted),
 		cmocka_unit_test(test_kill_points_at_end),
