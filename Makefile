@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 ASAN_DIR := build/asan
 RELEASE_DIR := build/release
 
-.PHONY: all check demo build release test unit e2e bench fuzz clean
+.PHONY: all check demo demo-aws build release test unit e2e bench fuzz clean
 
 all: release
 
@@ -16,10 +16,15 @@ check:
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@scripts/run-tests.sh $(ASAN_DIR)
 
-# Installs what is missing, builds, and runs kiln's main job (scripts/demo.sh says what).
+# Installs what is missing, builds, and runs kiln's main job on the local provider:
+# build, rollout under load, a refused broken release, rollback (scripts/demo.sh says what).
 demo: release
 	@scripts/bootstrap.sh demo
 	@scripts/demo.sh $(RELEASE_DIR)/cli/kiln
+
+# kiln's aws provider against moto, an AWS emulator on loopback (moto_server must be installed).
+demo-aws: release
+	@scripts/demo-aws.sh $(RELEASE_DIR)/cli/kiln
 
 release:
 	@scripts/bootstrap.sh build

@@ -170,8 +170,12 @@ static int begin(struct build *b)
 		goto done;
 	snprintf(b->keypair_name, sizeof(b->keypair_name), "kiln-%s-%s", b->t->name,
 		 b->res->build_id);
-	kiln_step(b->ev, "start", "build %s of '%s' on %s%s%s", b->res->build_id, b->t->name,
-		  kiln_cloud_name(b->c), b->c->region[0] ? " " : "", b->c->region);
+	{
+		/* the local provider's region is "local": "on local", not "on local local" */
+		bool region = b->c->region[0] && strcmp(b->c->region, kiln_cloud_name(b->c));
+		kiln_step(b->ev, "start", "build %s of '%s' on %s%s%s", b->res->build_id, b->t->name,
+			  kiln_cloud_name(b->c), region ? " " : "", region ? b->c->region : "");
+	}
 done:
 	json_decref(header);
 	kiln_buf_release(&dir);

@@ -139,7 +139,10 @@ int kiln_local_haproxy_config(kiln_buf *out, const kiln_local_lb_conf *conf,
 		"\n"
 		"backend be\n"
 		"    balance roundrobin\n"
-		"    option httpchk GET %s\n"
+		"    # HTTP/1.1 with a Host, as ELB checks: apps that validate Host (Django)\n"
+		"    # answer a bare HTTP/1.0 check with 400\n"
+		"    option httpchk\n"
+		"    http-check send meth GET uri %s ver HTTP/1.1 hdr Host localhost\n"
 		"    # servers added at runtime do not inherit inter: each line repeats it\n"
 		"    default-server inter %ds rise %d fall %d\n",
 		conf->name, conf->socket_path, conf->state_path, conf->listen, conf->health_path,

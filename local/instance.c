@@ -106,6 +106,13 @@ static int to_instance(kiln_instance *out, const json_t *doc)
 		 kiln_local_jstr(doc, "instance_type"));
 	snprintf(out->subnet_id, sizeof(out->subnet_id), "%s", kiln_local_jstr(doc, "subnet"));
 	snprintf(out->private_ip, sizeof(out->private_ip), "%s", kiln_local_jstr(doc, "private_ip"));
+	/*
+	 * The host is everything outside this cloud, and it reaches an instance
+	 * only at its bridge address: that is its public address too, so
+	 * templates and fleets written for EC2 (ssh_interface public_ip, the
+	 * default) work unchanged.
+	 */
+	memcpy(out->public_ip, out->private_ip, sizeof(out->public_ip));
 	snprintf(out->key_name, sizeof(out->key_name), "%s", kiln_local_jstr(doc, "key_name"));
 	out->state = kiln_instance_state_parse(kiln_local_jstr(doc, "state"));
 	snprintf(out->state_reason, sizeof(out->state_reason), "%s",
@@ -449,6 +456,11 @@ static int boot(kiln_local *l, json_t *doc, const char *user_data)
 	argv[a++] = "--keep-unit";
 	/* read-only: the console (boot log, host key fingerprints) goes to console.log */
 	argv[a++] = "--console=read-only";
+	/*
+	 * plain text on the console: its tail is shown to users (a rollout's
+	 * failed instance, console_output), where colour codes are noise
+	 */
+	argv[a++] = "--setenv=SYSTEMD_COLORS=0";
 	argv[a++] = "--link-journal=no";
 	argv[a++] = "--resolv-conf=off";
 	argv[a++] = "--timezone=off";
