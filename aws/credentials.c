@@ -260,6 +260,7 @@ int kiln_aws_split_words(char ***out, const char *s)
 			for (;;) {
 				c = *s++;
 				if (!c) {
+					s--; /* stay on the NUL: the outer loop reads *s */
 					error = kiln_error_set(KILN_EINVALID, "the command has a \" without its closing \"");
 					break;
 				}
@@ -586,6 +587,12 @@ static int fetch_web_identity(kiln_aws_creds_provider *p, kiln_aws_credentials *
 				      error == KILN_ENOTFOUND ? ": no such file" : error == KILN_ENOMEM ? ": too large" : "");
 	}
 	kiln_buf_rtrim(&token);
+	{
+		/* and leading white space: an editor's indentation is not the token */
+		size_t lead = strspn(token.ptr, " \t\r\n");
+		memmove(token.ptr, token.ptr + lead, token.len - lead + 1);
+		token.len -= lead;
+	}
 	if (!token.len) {
 		buf_wipe(&token);
 		return kiln_error_set(KILN_EINVALID, "the web identity token file '%s' is empty", p->src->token_file);
