@@ -160,7 +160,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.st
         if self.path == "/__imds/stats":
             with st.lock:
-                return self.reply(200, json.dumps(st.stats), "application/json")
+                stats = json.dumps(st.stats)
+            return self.reply(200, stats, "application/json")
         if not self.path.startswith("/latest/"):
             return self.reply(404, "Not Found")
         if not self.token_ok():
@@ -196,15 +197,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             cfg = json.loads(data or b"{}")
             if not isinstance(cfg, dict):
                 raise ValueError("not an object")
+            for k in cfg:
+                if k not in ("role", "region", "expires_in", "fail_next", "delay_ms"):
+                    raise ValueError("unknown key %r" % k)
             with st.lock:
                 for k, v in cfg.items():
-                    if k not in ("role", "region", "expires_in", "fail_next", "delay_ms"):
-                        raise ValueError("unknown key %r" % k)
                     setattr(st, k, v)
+                now = json.dumps({"role": st.role, "region": st.region, "expires_in": st.expires_in})
         except ValueError as e:
             return self.reply(400, json.dumps({"error": str(e)}), "application/json")
-        self.reply(200, json.dumps({"role": st.role, "region": st.region,
-                                    "expires_in": st.expires_in}), "application/json")
+        self.reply(200, now, "application/json")
 
 
 class Server(http.server.ThreadingHTTPServer):
