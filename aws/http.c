@@ -534,7 +534,9 @@ int kiln_aws_client_new(kiln_aws_client **out, const kiln_aws_config *cfg,
 		c->opts.timeout_ms = 60000;
 	c->quota = KILN_AWS_RETRY_QUOTA;
 	c->ratelimit = c->opts.ratelimit;
-	if (!c->ratelimit && (error = kiln_aws_ratelimit_shared(&c->ratelimit, cfg->region)) < 0) {
+	/* only EC2 is limited: a client without an EC2 endpoint (IMDS's) needs no buckets */
+	if (!c->ratelimit && cfg->endpoints[KILN_AWS_EC2] &&
+	    (error = kiln_aws_ratelimit_shared(&c->ratelimit, cfg->region)) < 0) {
 		free(c);
 		return error;
 	}

@@ -5,8 +5,12 @@
  * body and call kiln_aws_call; the provider (provider.c) owns the client.
  *
  * What a call does:
+ *  - for EC2, waits for the client-side token buckets (aws/ratelimit.h)
+ *    before every attempt, so EC2's own never run dry;
  *  - signs the request (aws/sigv4.h) afresh on every attempt, with the
- *    wall clock corrected by any skew learnt from the service;
+ *    wall clock corrected by any skew learnt from the service, and keys
+ *    asked of the credentials provider each time (aws/credentials.h), which
+ *    refreshes them before they expire;
  *  - sends it over libcurl: one easy handle per service, reused, so a
  *    connection is kept alive where the server allows it; connect and
  *    total timeouts; TLS verification always on (AWS_CA_BUNDLE, else the

@@ -98,7 +98,8 @@ run() {
 	grep -v '^{' "$T/$label.out"
 	head -5 "$T/$label.err"
 	curl -sf "$FRONT/__front/stats" >"$T/$label.stats"
-	tail -1 "$T/$label.out" >"$T/$label.json"
+	grep '^{' "$T/$label.out" | tail -1 >"$T/$label.json"
+	[ -s "$T/$label.json" ] || echo '{"counters": {}, "failures": null, "wall_s": 0, "bound_s": 1}' >"$T/$label.json"
 	echo "front: $(jq -r '.total' "$T/$label.stats") requests, $(jq -r '.throttled' "$T/$label.stats") throttled" \
 		"$(jq -c '.throttled_by_action' "$T/$label.stats")"
 	echo "kiln: $(jq '[.counters[].attempts] | add' "$T/$label.json") attempts," \
