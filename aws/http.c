@@ -4,7 +4,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "aws/credentials.h"
 #include "aws/http.h"
+#include "aws/ratelimit.h"
 #include "aws/xml.h"
 #include "core/clock.h"
 #include "core/error.h"
@@ -348,10 +350,13 @@ static int curl_send(void *ctx, const kiln_aws_wire_request *req, kiln_aws_wire_
 	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &call);
 	if (req->fresh_connection)
 		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
-	if (!strcmp(req->method, "POST")) {
+	if (!strcmp(req->method, "POST") || !strcmp(req->method, "PUT")) {
 		curl_easy_setopt(curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		/* IMDSv2's token is a PUT with an empty body */
+		if (!strcmp(req->method, "PUT"))
+			curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "PUT");
 	} else {
 		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
 	}
@@ -439,6 +444,7 @@ struct kiln_aws_client {
 	uint64_t rng;
 	kiln_aws_counter *counters;
 	size_t n_counters;
+	kiln_aws_ratelimit *ratelimit; /* NULL: none; borrowed */
 };
 
 static int endpoint_parse(struct endpoint *ep, const char *url)
@@ -527,6 +533,13 @@ int kiln_aws_client_new(kiln_aws_client **out, const kiln_aws_config *cfg,
 	if (!c->opts.timeout_ms)
 		c->opts.timeout_ms = 60000;
 	c->quota = KILN_AWS_RETRY_QUOTA;
+	c->ratelimit = c->opts.ratelimit;
+	/* only EC2 is limited: a client without an EC2 endpoint (IMDS's) needs no buckets */
+	if (!c->ratelimit && cfg->endpoints[KILN_AWS_EC2] &&
+	    (error = kiln_aws_ratelimit_shared(&c->ratelimit, cfg->region)) < 0) {
+		free(c);
+		return error;
+	}
 	if (getrandom(&c->rng, sizeof(c->rng), GRND_NONBLOCK) != (ssize_t)sizeof(c->rng))
 		c->rng = (uint64_t)kiln_clock_wall_ms() ^ ((uint64_t)getpid() << 32);
 	if (!c->rng)
@@ -740,10 +753,27 @@ static void emit_retry(kiln_aws_client *c, const kiln_aws_request *req, unsigned
 		  req->action, why, (unsigned long long)delay_ms, attempt + 1, c->opts.max_attempts);
 }
 
+static kiln_aws_creds_provider *provider_of(const kiln_aws_client *c)
+{
+	return c->opts.credentials ? c->opts.credentials : c->cfg->provider;
+}
+
+void kiln_aws_client_credential_source(kiln_aws_client *c, char *out, size_t size)
+{
+	kiln_aws_creds_provider *p = provider_of(c);
+	if (p)
+		kiln_aws_creds_describe(p, out, size);
+	else
+		snprintf(out, size, "%s", c->cfg->credentials.source);
+}
+
 static int sign_and_send(kiln_aws_client *c, const kiln_aws_request *req, const struct endpoint *ep,
 			 kiln_aws_wire_reply *reply, bool *maybe_sent)
 {
 	const kiln_aws_credentials *creds = &c->cfg->credentials;
+	kiln_aws_creds_provider *provider = provider_of(c);
+	kiln_aws_credentials fresh = { 0 };
+	bool sign = !(req->flags & KILN_AWS_UNSIGNED);
 	kiln_http_header sign_h[2], wire[8];
 	kiln_sigv4_request sr = { 0 };
 	kiln_sigv4_result res;
@@ -774,17 +804,29 @@ static int sign_and_send(kiln_aws_client *c, const kiln_aws_request *req, const 
 	sr.time = kiln_clock_wall_s() + c->skew_s;
 
 	kiln_sigv4_result_init(&res);
-	if ((error = kiln_sigv4_sign(&res, &sr, creds)) < 0) {
+	if (sign && provider) {
+		/* fresh keys for every attempt: a long run outlives a role's hour */
+		if ((error = kiln_aws_creds_get(provider, &fresh)) < 0) {
+			*maybe_sent = false;
+			kiln_sigv4_result_release(&res);
+			return kiln_error_prefix("%s %s", service_name(req->service), req->action);
+		}
+		creds = &fresh;
+	}
+	if (sign && (error = kiln_sigv4_sign(&res, &sr, creds)) < 0) {
 		kiln_sigv4_result_release(&res);
+		kiln_aws_credentials_release(&fresh);
 		return kiln_error_prefix("cannot sign %s %s", service_name(req->service), req->action);
 	}
 	wire[nw++] = (kiln_http_header){ "Host", ep->host };
 	for (size_t i = 0; i < ns; i++)
 		wire[nw++] = sign_h[i];
-	wire[nw++] = (kiln_http_header){ "X-Amz-Date", res.amz_date };
-	if (creds->session_token)
-		wire[nw++] = (kiln_http_header){ "X-Amz-Security-Token", creds->session_token };
-	wire[nw++] = (kiln_http_header){ "Authorization", res.authorization };
+	if (sign) {
+		wire[nw++] = (kiln_http_header){ "X-Amz-Date", res.amz_date };
+		if (creds->session_token)
+			wire[nw++] = (kiln_http_header){ "X-Amz-Security-Token", creds->session_token };
+		wire[nw++] = (kiln_http_header){ "Authorization", res.authorization };
+	}
 	wire[nw++] = (kiln_http_header){ "User-Agent", "kiln/" KILN_VERSION };
 
 	wr.service = req->service;
@@ -800,6 +842,7 @@ static int sign_and_send(kiln_aws_client *c, const kiln_aws_request *req, const 
 	wr.fresh_connection = (req->flags & KILN_AWS_NOT_IDEMPOTENT) != 0;
 	error = c->transport.send(c->transport.ctx, &wr, reply, maybe_sent);
 	kiln_sigv4_result_release(&res);
+	kiln_aws_credentials_release(&fresh);
 	return error;
 }
 
@@ -849,6 +892,23 @@ int kiln_aws_call(kiln_aws_client *c, const kiln_aws_request *req, kiln_buf *out
 		char why[160];
 
 		reply_reset(&reply);
+		if (req->service == KILN_AWS_EC2 && c->ratelimit) {
+			uint64_t waited = 0;
+			/* every attempt costs EC2 a token, retries too */
+			if ((error = kiln_aws_ratelimit_acquire(c->ratelimit, req->action, req->body,
+								&waited, NULL)) < 0)
+				break;
+			if (waited) {
+				counter->waits++;
+				counter->wait_ms += waited;
+				if (waited >= 500 && c->opts.events)
+					kiln_emit(c->opts.events, "info", KILN_LEVEL_DEBUG,
+						  json_pack("{s:s,s:s,s:I}", "service", service_name(req->service),
+							    "action", req->action, "waited_ms", (json_int_t)waited),
+						  "%s %s: waited %llu ms for EC2's request rate", service_name(req->service),
+						  req->action, (unsigned long long)waited);
+			}
+		}
 		counter->attempts++;
 		rc = sign_and_send(c, req, ep, &reply, &maybe_sent);
 		if (rc == 0 && reply.status >= 200 && reply.status < 300) {
@@ -880,6 +940,8 @@ int kiln_aws_call(kiln_aws_client *c, const kiln_aws_request *req, kiln_buf *out
 			break;
 		}
 		kind = kiln_aws_retry_classify(rc, rc == 0 ? &fault : NULL);
+		if (kind == KILN_AWS_RETRY_THROTTLE)
+			counter->throttled++;
 		if (kind == KILN_AWS_RETRY_NONE) {
 			error = fail_fault(req, &fault, &reply, kind, attempt);
 			break;
@@ -923,34 +985,53 @@ int kiln_aws_call(kiln_aws_client *c, const kiln_aws_request *req, kiln_buf *out
 	return error;
 }
 
-int kiln_aws_get(kiln_aws_client *c, const char *url, uint64_t timeout_ms, kiln_buf *out)
+int kiln_aws_http(kiln_aws_client *c, const char *method, const char *url,
+		  const kiln_http_header *headers, size_t n_headers, uint64_t timeout_ms,
+		  size_t max_body, int *status, kiln_buf *out)
 {
-	kiln_http_header h[] = { { "User-Agent", "kiln/" KILN_VERSION } };
+	kiln_http_header h[9];
 	kiln_aws_wire_request wr = { 0 };
 	kiln_aws_wire_reply reply;
 	bool maybe_sent;
+	size_t i, n = 0;
 	int error;
 
-	kiln_buf_init(out, KILN_AWS_REPLY_MAX);
+	kiln_buf_init(out, max_body);
+	*status = 0;
+	if (n_headers + 1 > KILN_ARRAY_SIZE(h))
+		return kiln_error_set(KILN_EINVALID, "too many headers for '%s'", url);
+	for (i = 0; i < n_headers; i++)
+		h[n++] = headers[i];
+	h[n++] = (kiln_http_header){ "User-Agent", "kiln/" KILN_VERSION };
 	memset(&reply, 0, sizeof(reply));
-	kiln_buf_init(&reply.body, 64 << 10);
+	kiln_buf_init(&reply.body, max_body);
 	wr.service = KILN_AWS_SERVICE_COUNT;
-	wr.method = "GET";
+	wr.method = method;
 	wr.url = url;
 	wr.headers = h;
-	wr.n_headers = KILN_ARRAY_SIZE(h);
+	wr.n_headers = n;
 	wr.connect_timeout_ms = KILN_MIN(timeout_ms, c->opts.connect_timeout_ms);
 	wr.timeout_ms = timeout_ms;
 	wr.ca_bundle = c->cfg->ca_bundle;
-	if ((error = c->transport.send(c->transport.ctx, &wr, &reply, &maybe_sent)) < 0)
-		goto done;
-	if (reply.status < 200 || reply.status >= 300) {
-		error = kiln_error_set(KILN_ERROR, "GET '%s': HTTP %d", url, reply.status);
-		goto done;
+	if ((error = c->transport.send(c->transport.ctx, &wr, &reply, &maybe_sent)) < 0) {
+		kiln_buf_release(&reply.body);
+		return error;
 	}
+	*status = reply.status;
 	*out = reply.body;
 	return 0;
-done:
-	kiln_buf_release(&reply.body);
-	return error;
+}
+
+int kiln_aws_get(kiln_aws_client *c, const char *url, uint64_t timeout_ms, kiln_buf *out)
+{
+	int status, error;
+
+	if ((error = kiln_aws_http(c, "GET", url, NULL, 0, timeout_ms, 64 << 10, &status, out)) < 0)
+		return error;
+	if (status < 200 || status >= 300) {
+		kiln_buf_release(out);
+		kiln_buf_init(out, KILN_AWS_REPLY_MAX);
+		return kiln_error_set(KILN_ERROR, "GET '%s': HTTP %d", url, status);
+	}
+	return 0;
 }

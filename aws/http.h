@@ -5,8 +5,12 @@
  * body and call kiln_aws_call; the provider (provider.c) owns the client.
  *
  * What a call does:
+ *  - for EC2, waits for the client-side token buckets (aws/ratelimit.h)
+ *    before every attempt, so EC2's own never run dry;
  *  - signs the request (aws/sigv4.h) afresh on every attempt, with the
- *    wall clock corrected by any skew learnt from the service;
+ *    wall clock corrected by any skew learnt from the service, and keys
+ *    asked of the credentials provider each time (aws/credentials.h), which
+ *    refreshes them before they expire;
  *  - sends it over libcurl: one easy handle per service, reused, so a
  *    connection is kept alive where the server allows it; connect and
  *    total timeouts; TLS verification always on (AWS_CA_BUNDLE, else the
@@ -107,6 +111,9 @@ typedef struct kiln_aws_transport {
 
 typedef struct kiln_aws_client kiln_aws_client;
 
+struct kiln_aws_creds_provider;
+struct kiln_aws_ratelimit;
+
 typedef struct kiln_aws_client_options {
 	const kiln_aws_transport *transport; /* NULL: libcurl; borrowed */
 	const kiln_events *events;           /* retries are reported as debug events */
@@ -116,9 +123,20 @@ typedef struct kiln_aws_client_options {
 	/* Jitter in [0, 1) for backoff; NULL: a seeded PRNG. */
 	double (*random)(void *ctx);
 	void *random_ctx;
+	/*
+	 * Where the signing keys come from (borrowed); NULL: cfg->provider,
+	 * else cfg->credentials. aws/credentials.c gives its STS clients the
+	 * source of the role they assume.
+	 */
+	struct kiln_aws_creds_provider *credentials;
+	/*
+	 * EC2's client-side token buckets (aws/ratelimit.h; borrowed); NULL:
+	 * the process's limiter for cfg->region, unless KILN_AWS_RATE_LIMIT=off.
+	 */
+	struct kiln_aws_ratelimit *ratelimit;
 } kiln_aws_client_options;
 
-#define KILN_AWS_CLIENT_OPTIONS_INIT { NULL, NULL, 0, 0, 0, NULL, NULL }
+#define KILN_AWS_CLIENT_OPTIONS_INIT { NULL, NULL, 0, 0, 0, NULL, NULL, NULL, NULL }
 
 /* cfg is borrowed and must outlive the client. */
 int kiln_aws_client_new(kiln_aws_client **out, const kiln_aws_config *cfg,
@@ -137,6 +155,11 @@ enum {
 	 * service did nothing.
 	 */
 	KILN_AWS_NOT_IDEMPOTENT = 1 << 0,
+	/*
+	 * Send without a signature (STS AssumeRoleWithWebIdentity, whose token
+	 * is the proof): no credentials are asked for, no Authorization header.
+	 */
+	KILN_AWS_UNSIGNED = 1 << 1,
 };
 
 typedef struct kiln_aws_request {
@@ -162,6 +185,22 @@ int kiln_aws_call(kiln_aws_client *c, const kiln_aws_request *req, kiln_buf *out
  */
 int kiln_aws_get(kiln_aws_client *c, const char *url, uint64_t timeout_ms, kiln_buf *out);
 
+/*
+ * One unsigned request of any method ("GET", "PUT") through the client's
+ * transport: one attempt, no retry, connect and total timeout timeout_ms,
+ * the body capped at max_body. Any reply is a success: *status says what
+ * it was, and out (initialised here, released by the caller also on
+ * failure) holds its body. Transport failures are returned as the
+ * transport reports them (KILN_ETIMEOUT, KILN_ETRANSIENT, ...). For the
+ * instance metadata service (aws/imds.c).
+ */
+int kiln_aws_http(kiln_aws_client *c, const char *method, const char *url,
+		  const kiln_http_header *headers, size_t n_headers, uint64_t timeout_ms,
+		  size_t max_body, int *status, kiln_buf *out);
+
+/* Where the signing keys come from, for whoami ("environment", "assume-role ..."). */
+void kiln_aws_client_credential_source(kiln_aws_client *c, char *out, size_t size);
+
 /* The endpoint the client sends service's calls to (for whoami). */
 const char *kiln_aws_client_endpoint(const kiln_aws_client *c, kiln_aws_service service);
 
@@ -172,6 +211,9 @@ typedef struct kiln_aws_counter {
 	uint64_t calls;      /* kiln_aws_call invocations */
 	uint64_t attempts;   /* requests sent, retries included */
 	uint64_t failures;   /* calls that returned an error */
+	uint64_t throttled;  /* attempts answered with a throttling error */
+	uint64_t waits;      /* attempts that waited for the client-side rate limit */
+	uint64_t wait_ms;    /* how long they waited in all */
 } kiln_aws_counter;
 
 /* The counters so far, in first-call order; borrowed until the next call. */

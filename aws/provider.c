@@ -63,7 +63,8 @@ static int aws_whoami(kiln_cloud *c, kiln_identity *out)
 		return error;
 	snprintf(id.region, sizeof(id.region), "%s", a->cfg.region);
 	snprintf(id.endpoint, sizeof(id.endpoint), "%s", kiln_aws_client_endpoint(a->client, KILN_AWS_EC2));
-	snprintf(id.credential_source, sizeof(id.credential_source), "%s", a->cfg.credentials.source);
+	/* after the call: an instance profile's role is known once its keys were fetched */
+	kiln_aws_client_credential_source(a->client, id.credential_source, sizeof(id.credential_source));
 	*out = id;
 	return 0;
 }
@@ -986,13 +987,17 @@ int kiln_aws_cloud_new_ex(kiln_cloud **out, const char *region, const kiln_event
 			  const kiln_aws_client_options *opts)
 {
 	kiln_aws_client_options o = KILN_AWS_CLIENT_OPTIONS_INIT;
+	kiln_aws_load_options lo = KILN_AWS_LOAD_OPTIONS_INIT;
 	aws_cloud *a;
 	int error;
 
 	*out = NULL;
 	if (!(a = calloc(1, sizeof(*a))))
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
-	if ((error = kiln_aws_config_load(&a->cfg, region)) < 0) {
+	/* STS (roles) and IMDS go through the same transport as everything else */
+	lo.transport = opts ? opts->transport : NULL;
+	lo.events = events;
+	if ((error = kiln_aws_config_load_ex(&a->cfg, region, &lo)) < 0) {
 		free(a);
 		return error;
 	}

@@ -19,7 +19,7 @@ typedef struct kiln_aws_credentials {
 	char *secret_access_key;
 	char *session_token;   /* NULL for long-term keys */
 	int64_t expires_at;    /* Unix seconds, 0 = does not expire */
-	char source[64];       /* "environment", "profile default", ... for `kiln whoami` */
+	char source[256];      /* "environment", "profile default", ... for `kiln whoami` */
 } kiln_aws_credentials;
 
 void kiln_aws_credentials_release(kiln_aws_credentials *c);

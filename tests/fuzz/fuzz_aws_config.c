@@ -6,12 +6,15 @@
  * no NUL byte it is the config file alone (no credentials file), so plain
  * ~/.aws/config samples are seeds as they are. Each input is resolved for
  * the default profile and for AWS_PROFILE=web, with the environment
- * otherwise empty. What comes out must be usable: a region of host-label
+ * otherwise empty (and the instance metadata service disabled: the load is
+ * offline anyway). What comes out must be usable: a region of host-label
  * characters, every endpoint an http(s) URL with a host, no trailing '/',
- * no white space or control characters, and both keys. A failure must be
- * KILN_EINVALID with a message that never quotes a secret: the message must
- * not change when every letter and digit of the aws_secret_access_key and
- * aws_session_token values is changed.
+ * no white space or control characters, and a credential source: both keys
+ * for static keys, else a role ARN, a token file or a command as the source
+ * needs, and a description. A failure must be KILN_EINVALID with a message
+ * that never quotes a secret: the message must not change when every letter
+ * and digit of the aws_secret_access_key, aws_session_token, external_id
+ * and credential_process values is changed.
  */
 #include <strings.h>
 
@@ -25,7 +28,11 @@ static const char *const aws_vars[] = {
 	"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2",
 	"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
 	"AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_STS", "AWS_CA_BUNDLE",
-	"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+	"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+	"AWS_ROLE_SESSION_NAME", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+	"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_METADATA_SERVICE_TIMEOUT",
+	"AWS_METADATA_SERVICE_NUM_ATTEMPTS",
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -37,7 +44,37 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		unsetenv(aws_vars[i]);
 	/* "~/..." in ca_bundle expands here; nothing is read from it */
 	setenv("HOME", "/nonexistent/kiln-fuzz-home", 1);
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 	return 0;
+}
+
+/* A source has what its kind needs; a role's source, recursively, within the chain's cap. */
+static void check_source(const kiln_aws_source *s, int depth)
+{
+	FUZZ_CHECK(s && depth < 10 && s->description[0]);
+	switch (s->kind) {
+	case KILN_AWS_SOURCE_STATIC:
+		FUZZ_CHECK(s->keys.access_key_id && *s->keys.access_key_id);
+		FUZZ_CHECK(s->keys.secret_access_key && *s->keys.secret_access_key);
+		FUZZ_CHECK(!s->from);
+		break;
+	case KILN_AWS_SOURCE_ASSUME_ROLE:
+		FUZZ_CHECK(s->role_arn && !strncmp(s->role_arn, "arn:", 4) && s->profile);
+		FUZZ_CHECK(s->duration_s == 0 || (s->duration_s >= 900 && s->duration_s <= 43200));
+		check_source(s->from, depth + 1);
+		break;
+	case KILN_AWS_SOURCE_WEB_IDENTITY:
+		FUZZ_CHECK(s->role_arn && s->token_file && *s->token_file && !s->from);
+		break;
+	case KILN_AWS_SOURCE_PROCESS:
+		FUZZ_CHECK(s->command && *s->command && s->profile && !s->from);
+		break;
+	case KILN_AWS_SOURCE_IMDS:
+		FUZZ_CHECK(!s->from);
+		break;
+	default:
+		FUZZ_CHECK(!"a source of no kind");
+	}
 }
 
 static void check_config(const kiln_aws_config *cfg)
@@ -59,10 +96,19 @@ static void check_config(const kiln_aws_config *cfg)
 		for (s = e; *s; s++)
 			FUZZ_CHECK((unsigned char)*s > 0x20 && *s != 0x7f && *s != '?' && *s != '#');
 	}
-	FUZZ_CHECK(cfg->credentials.access_key_id && *cfg->credentials.access_key_id);
-	FUZZ_CHECK(cfg->credentials.secret_access_key && *cfg->credentials.secret_access_key);
-	FUZZ_CHECK(!cfg->credentials.session_token || *cfg->credentials.session_token);
 	FUZZ_CHECK(cfg->credentials.source[0]);
+	FUZZ_CHECK(cfg->source && !strcmp(cfg->source->description, cfg->credentials.source));
+	/* offline: nothing was fetched */
+	FUZZ_CHECK(!cfg->provider);
+	check_source(cfg->source, 0);
+	if (cfg->source->kind == KILN_AWS_SOURCE_STATIC) {
+		FUZZ_CHECK(cfg->credentials.access_key_id && *cfg->credentials.access_key_id);
+		FUZZ_CHECK(cfg->credentials.secret_access_key && *cfg->credentials.secret_access_key);
+		FUZZ_CHECK(!cfg->credentials.session_token || *cfg->credentials.session_token);
+	} else {
+		FUZZ_CHECK(!cfg->credentials.access_key_id && !cfg->credentials.secret_access_key);
+	}
+	FUZZ_CHECK(cfg->imds.endpoint && cfg->imds.timeout_ms >= 1000 && cfg->imds.attempts >= 1);
 }
 
 /* Resolves; the error message (or "" on success) into msg. */
@@ -96,7 +142,9 @@ static bool is_secret_key(const char *k, size_t n)
 {
 	return (n == 21 && !strncasecmp(k, "aws_secret_access_key", n)) ||
 	       (n == 17 && !strncasecmp(k, "aws_session_token", n)) ||
-	       (n == 18 && !strncasecmp(k, "aws_security_token", n));
+	       (n == 18 && !strncasecmp(k, "aws_security_token", n)) ||
+	       (n == 11 && !strncasecmp(k, "external_id", n)) ||
+	       (n == 18 && !strncasecmp(k, "credential_process", n));
 }
 
 /*

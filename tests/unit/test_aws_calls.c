@@ -23,6 +23,8 @@ static int setup(void **state)
 	kiln_test_clock_install(1795643532000LL);
 	kiln_awsmock_init(&mock);
 	kiln_awsmock_config(&cfg);
+	/* the virtual clock restarts with every test; the process's limiter would not (test_aws_ratelimit has it) */
+	setenv("KILN_AWS_RATE_LIMIT", "off", 1);
 	o.transport = &mock.transport;
 	o.max_attempts = 1;
 	assert_int_equal(kiln_aws_client_new(&client, &cfg, &o), 0);

@@ -16,7 +16,11 @@ static const char *const aws_vars[] = {
 	"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2",
 	"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
 	"AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_STS", "AWS_CA_BUNDLE",
-	"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+	"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+	"AWS_ROLE_SESSION_NAME", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+	"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_METADATA_SERVICE_TIMEOUT",
+	"AWS_METADATA_SERVICE_NUM_ATTEMPTS",
 };
 
 typedef struct fixture {
@@ -33,6 +37,8 @@ static int setup(void **state)
 
 	for (i = 0; i < KILN_ARRAY_SIZE(aws_vars); i++)
 		unsetenv(aws_vars[i]);
+	/* the chain's last resort is 169.254.169.254: tests talk to loopback only */
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 	f->home = kiln_test_mktmp();
 	setenv("HOME", f->home, 1);
 	dir = kiln_strdupf("%s/.aws", f->home);

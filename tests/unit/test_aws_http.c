@@ -47,6 +47,8 @@ static int setup(void **state)
 	kiln_test_clock_install(T0_MS);
 	kiln_awsmock_init(&mock);
 	kiln_awsmock_config(&cfg);
+	/* the virtual clock restarts with every test; the process's limiter would not (test_aws_ratelimit has it) */
+	setenv("KILN_AWS_RATE_LIMIT", "off", 1);
 	kiln_buf_init(&events_text, 0);
 	jitter_value = 0.5;
 	unsetenv("AWS_MAX_ATTEMPTS");

@@ -25,6 +25,9 @@ static kiln_cloud *open_cloud(const char *endpoint)
 	unsetenv("AWS_PROFILE");
 	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
 	setenv("AWS_CONFIG_FILE", "/nonexistent/config", 1);
+	/* no instance metadata service (tests talk to loopback only), no client-side rate limit */
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+	setenv("KILN_AWS_RATE_LIMIT", "off", 1);
 	o.transport = &mock.transport;
 	o.max_attempts = 1;
 	if (kiln_aws_cloud_new_ex(&c, NULL, NULL, &o) < 0)

@@ -87,6 +87,11 @@ q elasticloadbalancing elb-describe-instance-health.xml "Action=DescribeInstance
 q elasticloadbalancing elb-error-load-balancer-not-found.xml "Action=DescribeLoadBalancers&$C&LoadBalancerNames.member.1=nope"
 
 q sts sts-get-caller-identity.xml "Action=GetCallerIdentity&Version=2011-06-15"
+q sts sts-assume-role.xml "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fdev-role&RoleSessionName=kiln-test&DurationSeconds=900"
+# unsigned, as kiln sends it: moto routes this action without a credential scope
+curl -s -o "$here/sts-assume-role-with-web-identity.xml" -H 'Content-Type: application/x-www-form-urlencoded; charset=utf-8' \
+	--data "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fci&RoleSessionName=kiln-ci&WebIdentityToken=abc.def.ghi" \
+	"http://127.0.0.1:$port/"
 
 j ssm-put-parameter.json PutParameter '{"Name":"/kiln/images/web/versions/1","Value":"{\"owner\":\"b-1\"}","Type":"String","Overwrite":false,"Tier":"Standard"}'
 j ssm-error-parameter-exists.json PutParameter '{"Name":"/kiln/images/web/versions/1","Value":"x","Type":"String","Overwrite":false,"Tier":"Standard"}'
