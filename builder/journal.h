@@ -14,13 +14,16 @@
  *	   "keypair":  {"name": "kiln-web-...", "state": "created"},
  *	   "firewall": {"name": "kiln-web-...", "id": "sg-...", "state": "created"},
  *	   "instance": {"token": "kiln-...", "id": "i-...", "state": "created"},
- *	   "image":    {"name": "web-v3", "id": "ami-...", "state": "creating"}}}
+ *	   "image":    {"name": "web-v3", "id": "ami-...", "state": "creating"},
+ *	   "copy:eu-west-1": {"region": "eu-west-1", "name": "web-v3", "token": "kiln-copy-...",
+ *	                      "id": "ami-...", "state": "created"}}}
  *
  * A resource is journaled "creating" BEFORE the call that creates it (its
  * id may then be unknown: cleanup finds it by name, token or the
  * kiln:build-id tag), "created" with its id after, "deleted" once gone.
- * An image is "recorded" once the build has finished it: from then on it
- * is a product, not a leftover. Build states: "running", "kept" (after
+ * An image (and each copy of it in another region, "copy:REGION") is
+ * "recorded" once the build has finished it, copies and settings
+ * included: from then on it is a product, not a leftover. Build states: "running", "kept" (after
  * --on-error abort), "cleaning" (cleanup under way or failed).
  */
 #ifndef KILN_BUILDER_JOURNAL_H
