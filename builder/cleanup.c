@@ -115,7 +115,7 @@ static int clean_copy(kiln_cloud *c, kiln_journal *j, const char *kind,
 	if (!state || !strcmp(state, "recorded") || !strcmp(state, "deleted"))
 		return 0;
 	if (!region || (!(id && *id) && !name))
-		return kiln_journal_res_set(j, kind, "state", "deleted");
+		return opts && opts->dry_run ? 0 : kiln_journal_res_set(j, kind, "state", "deleted");
 	if (!c->ops->region_open)
 		return kiln_error_set(KILN_EUNSUPPORTED, "the %s provider cannot reach region '%s'",
 				      kiln_cloud_name(c), region);

@@ -46,6 +46,12 @@ int kiln_journal_dir(kiln_buf *out);
 /* A new journal for build_id in dir, holding header's members (borrowed); written at once. */
 int kiln_journal_create(kiln_journal *j, const char *dir, const char *build_id, const json_t *header);
 int kiln_journal_load(kiln_journal *j, const char *path);
+/*
+ * As kiln_journal_load, from text; path is where the journal lives (for
+ * messages and later saves). Who calls: kiln_journal_load, and the fuzz
+ * target tests/fuzz/fuzz_build_journal.c.
+ */
+int kiln_journal_parse(kiln_journal *j, const char *path, const char *text, size_t len);
 /* Writes the journal atomically (0600). */
 int kiln_journal_save(kiln_journal *j);
 /* Removes the file (the build left nothing behind). */
