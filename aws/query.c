@@ -1,27 +1,13 @@
 #include "aws/http.h"
 #include "aws/query.h"
+#include "aws/sigv4.h"
 #include "aws/xml.h"
 #include "core/error.h"
 
 int kiln_uri_encode(kiln_buf *out, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i;
-	int error;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_' || c == '.' || c == '~') {
-			error = kiln_buf_putc(out, (char)c);
-		} else {
-			char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
-			error = kiln_buf_put(out, esc, 3);
-		}
-		if (error < 0)
-			return error;
-	}
-	return 0;
+	/* the signer's encoding: the Query body must match what it canonicalises */
+	return kiln_sigv4_uri_encode(out, s, len, false);
 }
 
 static void add_pair(kiln_query *q, const char *name, const char *value)

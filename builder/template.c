@@ -60,28 +60,6 @@ static const char *const shell_keys[] = { "type", "inline", "script", "scripts",
 					  "expect_disconnect", "only", NULL };
 static const char *const file_keys[] = { "type", "source", "destination", "only", NULL };
 
-/*
- * The template owns its provisioners' strings: released here rather than
- * with kiln_provisioner_release so the parser needs nothing of the SSH
- * library (kiln validate links without it).
- */
-static void provisioner_release(kiln_provisioner *p)
-{
-	size_t i;
-	free(p->label);
-	for (i = 0; i < p->n_inline; i++)
-		free(p->inline_cmds[i]);
-	free(p->inline_cmds);
-	for (i = 0; i < p->n_scripts; i++)
-		free(p->scripts[i]);
-	free(p->scripts);
-	kiln_tags_release(&p->environment);
-	free(p->execute_command);
-	free(p->source);
-	free(p->destination);
-	memset(p, 0, sizeof(*p));
-}
-
 /* ---- small checks ---- */
 
 static bool is_ident(const char *s, bool dash_ok)
@@ -799,7 +777,7 @@ static int parse_provisioners(struct ctx *c)
 			return runs;
 		if (!runs) {
 			/* checked, but not for this provider */
-			provisioner_release(out);
+			kiln_provisioner_release(out);
 			t->n_provisioners--;
 		}
 	}
@@ -1332,7 +1310,7 @@ void kiln_template_free(kiln_template *t)
 	kiln_tags_release(&t->tags);
 	free(t->ssm_parameter);
 	for (i = 0; i < t->n_provisioners; i++)
-		provisioner_release(&t->provisioners[i]);
+		kiln_provisioner_release(&t->provisioners[i]);
 	free(t->provisioners);
 	free(t);
 }
