@@ -63,7 +63,7 @@ static int clean_image(kiln_cloud *c, kiln_journal *j, const kiln_cleanup_option
 		const char *self[] = { "self" };
 		kiln_image_query q = { .name = name, .owners = self, .n_owners = 1 };
 		if (!name)
-			return kiln_journal_res_set(j, "image", "state", "deleted");
+			return opts && opts->dry_run ? 0 : kiln_journal_res_set(j, "image", "state", "deleted");
 		if ((error = build_tag(&mine, bid)) < 0)
 			goto done;
 		q.tags = &mine;
