@@ -94,7 +94,7 @@ static inline void fuzz_aws_reply(int status, const uint8_t *body, size_t len, c
 /* A fixed array holds a C string: its NUL is inside it. */
 #define FUZZ_CHECK_CSTR(arr) FUZZ_CHECK(memchr((arr), '\0', sizeof(arr)) != NULL)
 
-/* What every error kiln sets promises (core/error.h): one line, a code, no secret. */
+/* What every error kiln sets promises (core/error.h): one line, a code, no secret it was not sent. */
 static inline void fuzz_check_error(int rc)
 {
 	const kiln_error *e = kiln_error_last();
@@ -105,7 +105,10 @@ static inline void fuzz_check_error(int rc)
 	FUZZ_CHECK_CSTR(e->request_id);
 	FUZZ_CHECK(e->message[0] != '\0');
 	FUZZ_CHECK(!strchr(e->message, '\n') && !strchr(e->message, '\r'));
-	FUZZ_CHECK(!strstr(e->message, FUZZ_SECRET));
+	/* a reply may quote the secret back (the fuzzer learns it from this very check): that is not a leak */
+	if (!memmem(fuzz_reply.body, fuzz_reply.len, FUZZ_SECRET, strlen(FUZZ_SECRET)) &&
+	    !strstr(fuzz_reply.error_type, FUZZ_SECRET))
+		FUZZ_CHECK(!strstr(e->message, FUZZ_SECRET));
 }
 
 #endif
