@@ -59,6 +59,11 @@ struct m_health_rule {
 	kiln_health h;
 };
 
+struct m_console_rule {
+	char image_id[KILN_ID_MAX];
+	char *text;
+};
+
 #define VEC(T) struct { T *v; size_t n, cap; }
 #define VEC_PUSH(vec, item)                                                        \
 	do {                                                                       \
@@ -88,6 +93,7 @@ struct memcloud {
 	VEC(struct m_named) records;
 	VEC(struct m_fault) faults;
 	VEC(struct m_health_rule) health_rules;
+	VEC(struct m_console_rule) console_rules;
 	VEC(struct op_count) counts;
 	VEC(struct m_named) tokens; /* name = token, value = launch count */
 	bool fail_images;
@@ -379,6 +385,12 @@ static int m_launch(kiln_cloud *c, const kiln_launch *spec, kiln_instance_list *
 		m->inst.launch_time = kiln_clock_wall_s();
 		m->changed_ms = now();
 		kiln_buf_init(&m->console, 1 << 20);
+		{
+			size_t r;
+			for (r = 0; r < mc->console_rules.n; r++)
+				if (!strcmp(mc->console_rules.v[r].image_id, spec->image_id))
+					kiln_buf_puts(&m->console, mc->console_rules.v[r].text);
+		}
 		if (spec->tags && kiln_tags_copy(&m->inst.tags, spec->tags) < 0)
 			abort();
 		if (spec->client_token)
@@ -1083,6 +1095,9 @@ static void memcloud_free(memcloud *mc)
 	free(mc->records.v);
 	free(mc->faults.v);
 	free(mc->health_rules.v);
+	for (i = 0; i < mc->console_rules.n; i++)
+		free(mc->console_rules.v[i].text);
+	free(mc->console_rules.v);
 	free(mc->counts.v);
 	free(mc->tokens.v);
 	free(mc);
@@ -1256,6 +1271,16 @@ void memcloud_kill_instance(memcloud *mc, const char *id, const char *reason)
 	}
 }
 
+void memcloud_image_console(memcloud *mc, const char *image_id, const char *text)
+{
+	struct m_console_rule r;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.image_id, sizeof(r.image_id), "%s", image_id);
+	if (!(r.text = kiln_strdup(text)))
+		abort();
+	VEC_PUSH(mc->console_rules, r);
+}
+
 void memcloud_set_console(memcloud *mc, const char *instance_id, const char *text)
 {
 	struct m_instance *m = find_instance(mc, instance_id);
@@ -1363,5 +1388,33 @@ unsigned memcloud_launches_with_token(const memcloud *mc, const char *token)
 	unsigned n = 0;
 	for (i = 0; i < mc->tokens.n; i++)
 		n += !strcmp(mc->tokens.v[i].name, token);
+	return n;
+}
+
+unsigned memcloud_max_launches_per_token(const memcloud *mc)
+{
+	unsigned best = 0;
+	size_t i;
+	for (i = 0; i < mc->tokens.n; i++)
+		best = KILN_MAX(best, memcloud_launches_with_token(mc, mc->tokens.v[i].name));
+	return best;
+}
+
+size_t memcloud_find_instances(memcloud *mc, kiln_instance_state state, const kiln_tags *tags,
+			       kiln_strings *out)
+{
+	size_t i, n = 0;
+	advance(mc);
+	for (i = 0; i < mc->instances.n; i++) {
+		const kiln_instance *inst = &mc->instances.v[i]->inst;
+		if (!kiln_tags_match(&inst->tags, tags))
+			continue;
+		if (state == KILN_INSTANCE_UNKNOWN ? inst->state == KILN_INSTANCE_TERMINATED
+						   : inst->state != state)
+			continue;
+		if (kiln_strings_add(out, inst->id) < 0)
+			abort();
+		n++;
+	}
 	return n;
 }

@@ -75,6 +75,8 @@ void memcloud_fail_images(memcloud *mc, bool fail);
 /* The instance dies: terminated at once with the reason given. */
 void memcloud_kill_instance(memcloud *mc, const char *id, const char *reason);
 void memcloud_set_console(memcloud *mc, const char *instance_id, const char *text);
+/* Instances launched from image_id from now on get this console output. */
+void memcloud_image_console(memcloud *mc, const char *image_id, const char *text);
 
 /* ---- fixtures ---- */
 
@@ -125,5 +127,14 @@ size_t memcloud_count_images(const memcloud *mc);
 size_t memcloud_count_records(const memcloud *mc);
 /* Launches that carried this client token and actually created instances. */
 unsigned memcloud_launches_with_token(const memcloud *mc, const char *token);
+/* The most launches any one client token made (1 when no token launched twice). */
+unsigned memcloud_max_launches_per_token(const memcloud *mc);
+/*
+ * Appends the ids of instances in state (KILN_INSTANCE_UNKNOWN: any not
+ * terminated) matching tags (NULL: any) to out; returns how many. Not a
+ * provider call: not counted, no hook, no faults.
+ */
+size_t memcloud_find_instances(memcloud *mc, kiln_instance_state state, const kiln_tags *tags,
+			       kiln_strings *out);
 
 #endif
