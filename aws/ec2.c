@@ -382,6 +382,61 @@ done:
 
 int kiln_ec2_run_instances(kiln_aws_client *c, const kiln_launch *spec, kiln_instance_list *out)
 {
+	return kiln_ec2_run_instances_ex(c, spec, NULL, out);
+}
+
+/* prefix.field = value, for the nested members of a list element. */
+static void add_field(kiln_query *q, const char *prefix, const char *field, const char *value)
+{
+	char name[96];
+	if (!value)
+		return;
+	snprintf(name, sizeof(name), "%s.%s", prefix, field);
+	kiln_query_add(q, name, value);
+}
+
+static void add_field_int(kiln_query *q, const char *prefix, const char *field, int64_t value)
+{
+	char v[32];
+	snprintf(v, sizeof(v), "%lld", (long long)value);
+	add_field(q, prefix, field, v);
+}
+
+static void add_launch_extra(kiln_query *q, const kiln_ec2_launch_extra *x)
+{
+	size_t i;
+
+	if (!x)
+		return;
+	kiln_query_add(q, "MetadataOptions.HttpTokens", x->http_tokens);
+	if (x->http_hop_limit)
+		kiln_query_add_int(q, "MetadataOptions.HttpPutResponseHopLimit", x->http_hop_limit);
+	kiln_query_add(q, "MetadataOptions.HttpEndpoint", x->http_endpoint);
+	for (i = 0; i < x->n_devices; i++) {
+		const kiln_ec2_block_device *d = &x->devices[i];
+		char p[48], e[64];
+		snprintf(p, sizeof(p), "BlockDeviceMapping.%zu", i + 1);
+		snprintf(e, sizeof(e), "%s.Ebs", p);
+		add_field(q, p, "DeviceName", d->device_name);
+		if (d->size_gb)
+			add_field_int(q, e, "VolumeSize", d->size_gb);
+		add_field(q, e, "VolumeType", d->type);
+		if (d->iops)
+			add_field_int(q, e, "Iops", d->iops);
+		if (d->throughput)
+			add_field_int(q, e, "Throughput", d->throughput);
+		if (d->encrypted) {
+			add_field(q, e, "Encrypted", "true");
+			add_field(q, e, "KmsKeyId", d->kms_key_id);
+		}
+		if (d->delete_on_termination)
+			add_field(q, e, "DeleteOnTermination", "true");
+	}
+}
+
+int kiln_ec2_run_instances_ex(kiln_aws_client *c, const kiln_launch *spec,
+			      const kiln_ec2_launch_extra *extra, kiln_instance_list *out)
+{
 	const kiln_xml_node *it;
 	kiln_xml *x = NULL;
 	kiln_query q;
@@ -409,6 +464,7 @@ int kiln_ec2_run_instances(kiln_aws_client *c, const kiln_launch *spec, kiln_ins
 		free(user_data);
 	}
 	kiln_query_add(&q, "ClientToken", spec->client_token);
+	add_launch_extra(&q, extra);
 	add_tag_spec(&q, 1, "instance", spec->tags);
 	if ((error = call(c, &q, 0, &x)) < 0)
 		return error;
@@ -519,6 +575,169 @@ static int simple(kiln_aws_client *c, const char *action, const char *name, cons
 int kiln_ec2_deregister_image(kiln_aws_client *c, const char *image_id)
 {
 	return simple(c, "DeregisterImage", "ImageId", image_id);
+}
+
+void kiln_ec2_image_devices_release(kiln_ec2_image_devices *d)
+{
+	free(d->items);
+	memset(d, 0, sizeof(*d));
+}
+
+int kiln_ec2_describe_image_devices(kiln_aws_client *c, const char *image_id,
+				    kiln_ec2_image_devices *out)
+{
+	const kiln_xml_node *img, *bdm;
+	kiln_xml *x = NULL;
+	kiln_query q;
+	int error;
+
+	memset(out, 0, sizeof(*out));
+	kiln_query_init(&q, "DescribeImages", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "ImageId.1", image_id);
+	if ((error = call(c, &q, 0, &x)) < 0)
+		return error;
+	for (img = kiln_xml_first(kiln_xml_root(x), "imagesSet", "item"); img; img = kiln_xml_next(img)) {
+		char id[KILN_ID_MAX];
+		if ((error = kiln_xml_copy(id, sizeof(id), img, "imageId")) < 0)
+			goto done;
+		if (!strcmp(id, image_id))
+			break;
+	}
+	if (!img) {
+		error = kiln_error_set(KILN_ENOTFOUND, "no image '%s'", image_id);
+		goto done;
+	}
+	if ((error = kiln_xml_copy(out->root_device_name, sizeof(out->root_device_name), img,
+				   "rootDeviceName")) < 0)
+		goto done;
+	for (bdm = kiln_xml_first(img, "blockDeviceMapping", "item"); bdm; bdm = kiln_xml_next(bdm)) {
+		kiln_ec2_device d, *p;
+		memset(&d, 0, sizeof(d));
+		if ((error = kiln_xml_copy(d.name, sizeof(d.name), bdm, "deviceName")) < 0 ||
+		    (error = kiln_xml_copy(d.snapshot_id, sizeof(d.snapshot_id), bdm, "ebs/snapshotId")) < 0)
+			goto done;
+		d.ebs = kiln_xml_child(bdm, "ebs") != NULL;
+		if (!d.name[0])
+			continue;
+		if (!(p = realloc(out->items, (out->n + 1) * sizeof(*p)))) {
+			error = kiln_error_set(KILN_ENOMEM, "out of memory");
+			goto done;
+		}
+		out->items = p;
+		out->items[out->n++] = d;
+	}
+	error = 0;
+done:
+	kiln_xml_free(x);
+	if (error < 0)
+		kiln_ec2_image_devices_release(out);
+	return error;
+}
+
+int kiln_ec2_copy_image(kiln_aws_client *c, const kiln_image_copy_spec *spec, char out_id[KILN_ID_MAX])
+{
+	kiln_xml *x = NULL;
+	kiln_query q;
+	int error;
+
+	kiln_query_init(&q, "CopyImage", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "SourceImageId", spec->source_id);
+	kiln_query_add(&q, "SourceRegion", spec->source_region);
+	kiln_query_add(&q, "Name", spec->name);
+	kiln_query_add(&q, "Description", spec->description);
+	if (spec->encrypted) {
+		kiln_query_add_bool(&q, "Encrypted", true);
+		kiln_query_add(&q, "KmsKeyId", spec->kms_key_id);
+	}
+	kiln_query_add(&q, "ClientToken", spec->client_token);
+	add_tag_spec(&q, 1, "image", spec->tags);
+	add_tag_spec(&q, 2, "snapshot", spec->tags);
+	/* with a ClientToken a repeat returns the first copy: retries are safe */
+	if ((error = call(c, &q, 0, &x)) < 0)
+		return error;
+	error = kiln_xml_copy(out_id, KILN_ID_MAX, kiln_xml_root(x), "imageId");
+	if (error == 0 && !out_id[0])
+		error = kiln_error_set(KILN_ERROR, "ec2 CopyImage: the reply has no imageId");
+	kiln_xml_free(x);
+	return error;
+}
+
+int kiln_ec2_set_image_imds_support(kiln_aws_client *c, const char *image_id, const char *value)
+{
+	kiln_xml *x = NULL;
+	kiln_query q;
+	int error;
+
+	kiln_query_init(&q, "ModifyImageAttribute", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "ImageId", image_id);
+	kiln_query_add(&q, "ImdsSupport.Value", value);
+	error = call(c, &q, 0, &x);
+	kiln_xml_free(x);
+	return error;
+}
+
+/* PREFIX.Add.N.UserId / PREFIX.Add.N.Group, numbered on across both lists. */
+static void add_permissions(kiln_query *q, const char *prefix, const char *const *users, size_t n_users,
+			    const char *const *groups, size_t n_groups)
+{
+	size_t i, n = 0;
+	for (i = 0; i < n_users; i++)
+		kiln_query_addf(q, users[i], "%s.Add.%zu.UserId", prefix, ++n);
+	for (i = 0; i < n_groups; i++)
+		kiln_query_addf(q, groups[i], "%s.Add.%zu.Group", prefix, ++n);
+}
+
+int kiln_ec2_add_launch_permission(kiln_aws_client *c, const char *image_id,
+				   const char *const *users, size_t n_users,
+				   const char *const *groups, size_t n_groups)
+{
+	kiln_xml *x = NULL;
+	kiln_query q;
+	int error;
+
+	if (!n_users && !n_groups)
+		return 0;
+	kiln_query_init(&q, "ModifyImageAttribute", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "ImageId", image_id);
+	add_permissions(&q, "LaunchPermission", users, n_users, groups, n_groups);
+	error = call(c, &q, 0, &x);
+	kiln_xml_free(x);
+	return error;
+}
+
+int kiln_ec2_add_create_volume_permission(kiln_aws_client *c, const char *snapshot_id,
+					  const char *const *users, size_t n_users,
+					  const char *const *groups, size_t n_groups)
+{
+	kiln_xml *x = NULL;
+	kiln_query q;
+	int error;
+
+	if (!n_users && !n_groups)
+		return 0;
+	kiln_query_init(&q, "ModifySnapshotAttribute", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "SnapshotId", snapshot_id);
+	kiln_query_add(&q, "Attribute", "createVolumePermission");
+	add_permissions(&q, "CreateVolumePermission", users, n_users, groups, n_groups);
+	error = call(c, &q, 0, &x);
+	kiln_xml_free(x);
+	return error;
+}
+
+int kiln_ec2_enable_image_deprecation(kiln_aws_client *c, const char *image_id, int64_t at)
+{
+	kiln_xml *x = NULL;
+	kiln_query q;
+	char when[21];
+	int error;
+
+	kiln_format_iso8601(when, at);
+	kiln_query_init(&q, "EnableImageDeprecation", KILN_EC2_API_VERSION);
+	kiln_query_add(&q, "ImageId", image_id);
+	kiln_query_add(&q, "DeprecateAt", when);
+	error = call(c, &q, 0, &x);
+	kiln_xml_free(x);
+	return error;
 }
 
 int kiln_ec2_describe_snapshots(kiln_aws_client *c, const kiln_ec2_select *sel,

@@ -68,6 +68,31 @@ void kiln_ec2_resource_list_release(kiln_ec2_resource_list *list);
 
 /* instances */
 int kiln_ec2_run_instances(kiln_aws_client *c, const kiln_launch *spec, kiln_instance_list *out);
+
+/* One BlockDeviceMapping of RunInstances: what it changes of the image's mapping of that device. */
+typedef struct kiln_ec2_block_device {
+	const char *device_name;   /* "/dev/xvda" */
+	int64_t size_gb;           /* 0: the image's */
+	const char *type;          /* "gp3"; NULL: the image's */
+	int64_t iops;              /* 0: none */
+	int64_t throughput;        /* MiB/s; 0: none */
+	bool encrypted;            /* Encrypted=true (false: the image's) */
+	const char *kms_key_id;    /* with encrypted; NULL: the account's default EBS key */
+	bool delete_on_termination; /* DeleteOnTermination=true (false: the image's) */
+} kiln_ec2_block_device;
+
+/* What RunInstances takes beyond cloud.h's kiln_launch (aws/provider.c fills it from spec->options). */
+typedef struct kiln_ec2_launch_extra {
+	const char *http_tokens;    /* MetadataOptions.HttpTokens; NULL: EC2's default */
+	int64_t http_hop_limit;     /* MetadataOptions.HttpPutResponseHopLimit; 0: default */
+	const char *http_endpoint;  /* MetadataOptions.HttpEndpoint; NULL: default */
+	const kiln_ec2_block_device *devices;
+	size_t n_devices;
+} kiln_ec2_launch_extra;
+
+/* RunInstances with the extras (extra may be NULL: kiln_ec2_run_instances). */
+int kiln_ec2_run_instances_ex(kiln_aws_client *c, const kiln_launch *spec,
+			      const kiln_ec2_launch_extra *extra, kiln_instance_list *out);
 int kiln_ec2_describe_instances(kiln_aws_client *c, const kiln_ec2_select *sel,
 				kiln_instance_list *out);
 int kiln_ec2_stop_instances(kiln_aws_client *c, const char *const *ids, size_t n);
@@ -84,6 +109,42 @@ int kiln_ec2_describe_images(kiln_aws_client *c, const kiln_ec2_select *sel, kil
 int kiln_ec2_create_image(kiln_aws_client *c, const char *instance_id, const char *name,
 			  const char *description, const kiln_tags *tags, char out_id[KILN_ID_MAX]);
 int kiln_ec2_deregister_image(kiln_aws_client *c, const char *image_id);
+
+/* An image's block devices, as DescribeImages tells them. */
+typedef struct kiln_ec2_device {
+	char name[KILN_ID_MAX];        /* "/dev/xvda" */
+	char snapshot_id[KILN_ID_MAX]; /* "" unless an EBS snapshot backs it */
+	bool ebs;                      /* EBS, not an instance store (virtualName) or NoDevice */
+} kiln_ec2_device;
+
+typedef struct kiln_ec2_image_devices {
+	char root_device_name[KILN_ID_MAX]; /* "" when the image names none */
+	kiln_ec2_device *items;
+	size_t n;
+} kiln_ec2_image_devices;
+
+/* KILN_ENOTFOUND (with a message) when there is no such image. */
+int kiln_ec2_describe_image_devices(kiln_aws_client *c, const char *image_id,
+				    kiln_ec2_image_devices *out);
+void kiln_ec2_image_devices_release(kiln_ec2_image_devices *d);
+
+/*
+ * CopyImage into the client's region, tagging the copy and its snapshots
+ * at creation; the ClientToken makes retries of it return the same copy.
+ */
+int kiln_ec2_copy_image(kiln_aws_client *c, const kiln_image_copy_spec *spec, char out_id[KILN_ID_MAX]);
+/* ModifyImageAttribute ImdsSupport (only "v2.0" exists; it cannot be undone). */
+int kiln_ec2_set_image_imds_support(kiln_aws_client *c, const char *image_id, const char *value);
+/* ModifyImageAttribute LaunchPermission.Add: users (account ids) and groups ("all"). */
+int kiln_ec2_add_launch_permission(kiln_aws_client *c, const char *image_id,
+				   const char *const *users, size_t n_users,
+				   const char *const *groups, size_t n_groups);
+/* ModifySnapshotAttribute CreateVolumePermission.Add. */
+int kiln_ec2_add_create_volume_permission(kiln_aws_client *c, const char *snapshot_id,
+					  const char *const *users, size_t n_users,
+					  const char *const *groups, size_t n_groups);
+/* EnableImageDeprecation at a Unix time (EC2 rounds it up to the minute). */
+int kiln_ec2_enable_image_deprecation(kiln_aws_client *c, const char *image_id, int64_t at);
 int kiln_ec2_describe_snapshots(kiln_aws_client *c, const kiln_ec2_select *sel,
 				kiln_ec2_resource_list *out);
 int kiln_ec2_delete_snapshot(kiln_aws_client *c, const char *snapshot_id);

@@ -652,6 +652,10 @@ static void json_fault(kiln_aws_fault *f, const kiln_aws_wire_reply *r)
 		if ((hash = strrchr(type, '#')))
 			type = hash + 1;
 		snprintf(f->code, sizeof(f->code), "%.*s", (int)strcspn(type, ":"), type);
+		/* a code is a word ("ParameterNotFound"); the peer's other bytes stay out of messages */
+		for (i = 0; f->code[i]; i++)
+			if ((unsigned char)f->code[i] <= ' ' || (unsigned char)f->code[i] >= 0x7f)
+				f->code[i] = '?';
 	}
 	if (msg) {
 		snprintf(f->message, sizeof(f->message), "%s", msg);

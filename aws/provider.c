@@ -30,10 +30,19 @@ struct lb_timeout {
 	int drain_s;
 };
 
+/* An image's block devices, learnt once per image for launches that change them. */
+struct devices {
+	char image_id[KILN_ID_MAX];
+	kiln_ec2_image_devices d;
+};
+
 typedef struct aws_cloud {
 	kiln_cloud base; /* first: cloud.h's contract */
 	kiln_aws_config cfg;
 	kiln_aws_client *client;
+	kiln_aws_client_options opts; /* for region_open: the same transport */
+	struct devices *devices;
+	size_t n_devices;
 	struct drain *drains;
 	size_t n_drains;
 	struct lb_timeout *timeouts;
@@ -75,9 +84,168 @@ static const char *const live_states[] = { "pending", "running", "stopping", "st
 static const kiln_ec2_filter live_filter = { "instance-state-name", live_states,
 					     KILN_ARRAY_SIZE(live_states) };
 
+/* The image's devices, from the cache or DescribeImages (borrowed: lives as long as a). */
+static int image_devices(aws_cloud *a, const char *image_id, const kiln_ec2_image_devices **out)
+{
+	struct devices *p;
+	size_t i;
+	int error;
+
+	for (i = 0; i < a->n_devices; i++)
+		if (!strcmp(a->devices[i].image_id, image_id)) {
+			*out = &a->devices[i].d;
+			return 0;
+		}
+	if (!(p = realloc(a->devices, (a->n_devices + 1) * sizeof(*p))))
+		return kiln_error_set(KILN_ENOMEM, "out of memory");
+	a->devices = p;
+	p = &a->devices[a->n_devices];
+	memset(p, 0, sizeof(*p));
+	if ((error = kiln_ec2_describe_image_devices(a->client, image_id, &p->d)) < 0)
+		return error;
+	if (!p->d.root_device_name[0]) {
+		kiln_ec2_image_devices_release(&p->d);
+		return kiln_error_set(KILN_EINVALID, "image '%s' names no root device", image_id);
+	}
+	snprintf(p->image_id, sizeof(p->image_id), "%s", image_id);
+	*out = &a->devices[a->n_devices++].d;
+	return 0;
+}
+
+/* A member of the options that must be a string from a set, an integer, or an object. */
+static int opt_string(const json_t *obj, const char *key, const char *const *allowed, const char **out)
+{
+	json_t *v = json_object_get(obj, key);
+	size_t i;
+	if (!v)
+		return 0;
+	for (i = 0; json_is_string(v) && allowed[i]; i++)
+		if (!strcmp(json_string_value(v), allowed[i])) {
+			*out = allowed[i];
+			return 0;
+		}
+	return kiln_error_set(KILN_EINVALID, "bad launch option '%s'", key);
+}
+
+static int opt_int(const json_t *obj, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return kiln_error_set(KILN_EINVALID, "bad launch option '%s'", key);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int opt_object(const json_t *obj, const char *key, json_t **out)
+{
+	json_t *v = json_object_get(obj, key);
+	*out = NULL;
+	if (v && !json_is_object(v))
+		return kiln_error_set(KILN_EINVALID, "bad launch option '%s': not an object", key);
+	*out = v;
+	return 0;
+}
+
+/*
+ * kiln_launch.options (core/instance_options.h's form, checked there; the
+ * checks here only keep garbage from reaching EC2) into RunInstances'
+ * MetadataOptions and BlockDeviceMappings. devs holds one slot for every
+ * device of the image plus one; *x points into it.
+ */
+static int launch_extra(aws_cloud *a, const kiln_launch *spec, kiln_ec2_launch_extra *x,
+			kiln_ec2_block_device **devs)
+{
+	static const char *const tokens[] = { "required", "optional", NULL };
+	static const char *const endpoints[] = { "enabled", "disabled", NULL };
+	static const char *const types[] = { "gp3", "gp2", "io1", "io2", "st1", "sc1", "standard", NULL };
+	const kiln_ec2_image_devices *img = NULL;
+	json_t *md = NULL, *rv = NULL, *enc = NULL;
+	kiln_ec2_block_device root;
+	const char *kms = NULL;
+	size_t i, n = 0;
+	bool root_seen = false;
+	int error;
+
+	memset(x, 0, sizeof(*x));
+	memset(&root, 0, sizeof(root));
+	*devs = NULL;
+	if (!spec->options)
+		return 0;
+	if (!json_is_object(spec->options))
+		return kiln_error_set(KILN_EINVALID, "launch options must be an object");
+	if ((error = opt_object(spec->options, "metadata_options", &md)) < 0 ||
+	    (error = opt_object(spec->options, "root_volume", &rv)) < 0 ||
+	    (error = opt_object(spec->options, "encrypt_volumes", &enc)) < 0)
+		return error;
+	if (md && ((error = opt_string(md, "http_tokens", tokens, &x->http_tokens)) < 0 ||
+		   (error = opt_int(md, "http_put_response_hop_limit", 1, 64, &x->http_hop_limit)) < 0 ||
+		   (error = opt_string(md, "http_endpoint", endpoints, &x->http_endpoint)) < 0))
+		return error;
+	if (rv && ((error = opt_int(rv, "size_gb", 1, 65536, &root.size_gb)) < 0 ||
+		   (error = opt_string(rv, "type", types, &root.type)) < 0 ||
+		   (error = opt_int(rv, "iops", 1, INT32_MAX, &root.iops)) < 0 ||
+		   (error = opt_int(rv, "throughput", 1, INT32_MAX, &root.throughput)) < 0))
+		return error;
+	if (enc) {
+		json_t *k = json_object_get(enc, "kms_key_id");
+		if (k && (!json_is_string(k) || !*json_string_value(k)))
+			return kiln_error_set(KILN_EINVALID, "bad launch option 'kms_key_id'");
+		kms = json_string_value(k);
+	}
+	if (!rv && !enc)
+		return 0;
+	/* a mapping names its device: the image's, which only the image can say */
+	if ((error = image_devices(a, spec->image_id, &img)) < 0)
+		return kiln_error_prefix("cannot read the block devices of '%s'", spec->image_id);
+	if (!(*devs = calloc(img->n + 1, sizeof(**devs))))
+		return kiln_error_set(KILN_ENOMEM, "out of memory");
+	for (i = 0; i <= img->n; i++) {
+		const kiln_ec2_device *dev = i < img->n ? &img->items[i] : NULL;
+		bool is_root = !dev || !strcmp(dev->name, img->root_device_name);
+		kiln_ec2_block_device d;
+
+		if (!dev && root_seen)
+			break; /* the last slot is for an image whose root is not among its mappings */
+		if (is_root)
+			root_seen = true;
+		if (dev && !dev->ebs) {
+			/* instance stores hold nothing to encrypt, and cannot be resized */
+			if (is_root && rv) {
+				free(*devs);
+				*devs = NULL;
+				return kiln_error_set(KILN_EINVALID,
+						      "the root device of image '%s' is not an EBS volume",
+						      spec->image_id);
+			}
+			continue;
+		}
+		if (!is_root && !enc)
+			continue;
+		memset(&d, 0, sizeof(d));
+		if (is_root) {
+			d = root;
+			/* kiln's instances are disposable: their volumes go with them */
+			d.delete_on_termination = true;
+		}
+		d.device_name = dev ? dev->name : img->root_device_name;
+		if (enc) {
+			d.encrypted = true;
+			d.kms_key_id = kms;
+		}
+		(*devs)[n++] = d;
+	}
+	x->devices = *devs;
+	x->n_devices = n;
+	return 0;
+}
+
 static int aws_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_instance_list *out)
 {
 	kiln_instance_list list = { 0 };
+	kiln_ec2_launch_extra extra;
+	kiln_ec2_block_device *devs = NULL;
 	kiln_launch s = *spec;
 	char token[40];
 	int error;
@@ -91,10 +259,13 @@ static int aws_instances_launch(kiln_cloud *c, const kiln_launch *spec, kiln_ins
 			 (unsigned long long)r[1]);
 		s.client_token = token;
 	}
-	if ((error = kiln_ec2_run_instances(AWS(c)->client, &s, &list)) < 0) {
+	if ((error = launch_extra(AWS(c), spec, &extra, &devs)) < 0 ||
+	    (error = kiln_ec2_run_instances_ex(AWS(c)->client, &s, &extra, &list)) < 0) {
+		free(devs);
 		kiln_instance_list_release(&list);
 		return kiln_error_prefix("cannot launch from '%s'", spec->image_id ? spec->image_id : "");
 	}
+	free(devs);
 	*out = list;
 	return 0;
 }
@@ -330,6 +501,66 @@ done:
 static int aws_tags_create(kiln_cloud *c, const char *const *ids, size_t n, const kiln_tags *tags)
 {
 	return kiln_ec2_create_tags(AWS(c)->client, ids, n, tags);
+}
+
+static int aws_image_copy(kiln_cloud *c, const kiln_image_copy_spec *spec, char out_id[KILN_ID_MAX])
+{
+	aws_cloud *a = AWS(c);
+	int error;
+
+	if ((error = kiln_ec2_copy_image(a->client, spec, out_id)) < 0)
+		return kiln_error_prefix("cannot copy image '%s' from %s to %s", spec->source_id,
+					 spec->source_region, a->cfg.region);
+	/*
+	 * The copy's own tags again: not every EC2 (moto, for one) applies
+	 * CopyImage's TagSpecifications, and the registry finds images by tag.
+	 */
+	if (spec->tags && spec->tags->n) {
+		const char *ids[1] = { out_id };
+		if ((error = kiln_ec2_create_tags(a->client, ids, 1, spec->tags)) < 0)
+			return kiln_error_prefix("cannot tag image '%s' in %s", out_id, a->cfg.region);
+	}
+	return 0;
+}
+
+static int aws_image_configure(kiln_cloud *c, const char *image_id, const kiln_image_settings *s)
+{
+	aws_cloud *a = AWS(c);
+	const char *ids[1] = { image_id };
+	kiln_image_query q = { .ids = ids, .n_ids = 1 };
+	kiln_image_list list = { 0 };
+	size_t i, j;
+	int error = 0;
+
+	/* one attribute a call: ModifyImageAttribute takes no more */
+	if (s->imds_support &&
+	    (error = kiln_ec2_set_image_imds_support(a->client, image_id, s->imds_support)) < 0)
+		return kiln_error_prefix("cannot require IMDSv2 of image '%s'", image_id);
+	if ((error = kiln_ec2_add_launch_permission(a->client, image_id, s->launch_users,
+						    s->n_launch_users, s->launch_groups,
+						    s->n_launch_groups)) < 0)
+		return kiln_error_prefix("cannot share image '%s'", image_id);
+	if (s->n_snapshot_users || s->n_snapshot_groups) {
+		if ((error = aws_images_describe(c, &q, &list)) < 0)
+			return kiln_error_prefix("cannot share the snapshots of image '%s'", image_id);
+		for (i = 0; i < list.n && error == 0; i++) {
+			if (strcmp(list.items[i].id, image_id))
+				continue;
+			for (j = 0; j < list.items[i].snapshots.n && error == 0; j++)
+				if ((error = kiln_ec2_add_create_volume_permission(
+					     a->client, list.items[i].snapshots.items[j], s->snapshot_users,
+					     s->n_snapshot_users, s->snapshot_groups, s->n_snapshot_groups)) < 0)
+					kiln_error_prefix("cannot share snapshot '%s' of image '%s'",
+							  list.items[i].snapshots.items[j], image_id);
+		}
+		kiln_image_list_release(&list);
+		if (error < 0)
+			return error;
+	}
+	if (s->deprecate_at &&
+	    (error = kiln_ec2_enable_image_deprecation(a->client, image_id, s->deprecate_at)) < 0)
+		return kiln_error_prefix("cannot set the deprecation time of image '%s'", image_id);
+	return 0;
 }
 
 /* ---- load balancers ----------------------------------------------------------------------- */
@@ -946,12 +1177,18 @@ static int aws_caller_cidr(kiln_cloud *c, const char *subnet_id, kiln_buf *out)
 static void aws_free(kiln_cloud *c)
 {
 	aws_cloud *a = AWS(c);
+	size_t i;
+	for (i = 0; i < a->n_devices; i++)
+		kiln_ec2_image_devices_release(&a->devices[i].d);
+	free(a->devices);
 	kiln_aws_client_free(a->client);
 	kiln_aws_config_release(&a->cfg);
 	free(a->drains);
 	free(a->timeouts);
 	free(a);
 }
+
+static int aws_region_open(kiln_cloud *c, const char *region, kiln_cloud **out);
 
 static const kiln_cloud_ops aws_ops = {
 	.name = "aws",
@@ -980,6 +1217,9 @@ static const kiln_cloud_ops aws_ops = {
 	.record_delete = aws_record_delete,
 	.record_list = aws_record_list,
 	.caller_cidr = aws_caller_cidr,
+	.region_open = aws_region_open,
+	.image_copy = aws_image_copy,
+	.image_configure = aws_image_configure,
 	.free = aws_free,
 };
 
@@ -1004,6 +1244,7 @@ int kiln_aws_cloud_new_ex(kiln_cloud **out, const char *region, const kiln_event
 	if (opts)
 		o = *opts;
 	o.events = events;
+	a->opts = o;
 	if ((error = kiln_aws_client_new(&a->client, &a->cfg, &o)) < 0) {
 		kiln_aws_config_release(&a->cfg);
 		free(a);
@@ -1014,6 +1255,14 @@ int kiln_aws_cloud_new_ex(kiln_cloud **out, const char *region, const kiln_event
 	snprintf(a->base.region, sizeof(a->base.region), "%s", a->cfg.region);
 	*out = &a->base;
 	return 0;
+}
+
+/* The configuration is resolved afresh for the region: its endpoints may differ, its credentials not. */
+static int aws_region_open(kiln_cloud *c, const char *region, kiln_cloud **out)
+{
+	aws_cloud *a = AWS(c);
+	int error = kiln_aws_cloud_new_ex(out, region, c->events, &a->opts);
+	return error < 0 ? kiln_error_prefix("region '%s'", region) : 0;
 }
 
 int kiln_aws_cloud_new(kiln_cloud **out, const char *region, const kiln_events *events)

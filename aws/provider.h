@@ -17,7 +17,23 @@
  *  - image_delete = DeregisterImage + DeleteSnapshot of its snapshots;
  *  - key pairs and security groups re-created under the same name are ours
  *    when they carry the caller's kiln:build-id (or all its tags);
- *  - records are SSM String parameters (standard tier, 4 KB values).
+ *  - records are SSM String parameters (standard tier, 4 KB values);
+ *  - kiln_launch.options (core/instance_options.h's form): metadata_options
+ *    become RunInstances' MetadataOptions; root_volume and encrypt_volumes
+ *    ({"kms_key_id": K} or {}) become BlockDeviceMappings of the image's
+ *    own devices (DescribeImages, once per image): the root device resized
+ *    or retyped and deleted with the instance, every EBS device encrypted.
+ *    Other keys are ignored (cloud.h);
+ *  - region_open = the same configuration resolved for another region
+ *    (its endpoint, the same credentials and transport);
+ *  - image_copy = CopyImage into the provider's region with the
+ *    ClientToken, the tags on the copy and its snapshots
+ *    (TagSpecifications), then CreateTags on the copy (moto ignores the
+ *    former);
+ *  - image_configure = ModifyImageAttribute ImdsSupport, then
+ *    LaunchPermission.Add, ModifySnapshotAttribute CreateVolumePermission.Add
+ *    on each of its snapshots, EnableImageDeprecation (one call each: EC2
+ *    takes one attribute a call).
  */
 #ifndef KILN_AWS_PROVIDER_H
 #define KILN_AWS_PROVIDER_H

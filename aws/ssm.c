@@ -31,9 +31,15 @@ static int call(kiln_aws_client *c, const char *action, json_t *body, json_t **o
 	if (error == 0 && out) {
 		/* an empty 200 body is a valid empty result */
 		*out = reply.len ? json_loadb(reply.ptr, reply.len, 0, &jerr) : json_object();
-		if (!*out)
+		if (!*out) {
+			/* jansson quotes the reply near the fault: the peer's bytes, kept to one line */
+			size_t i;
+			for (i = 0; jerr.text[i]; i++)
+				if ((unsigned char)jerr.text[i] < 0x20 || jerr.text[i] == 0x7f)
+					jerr.text[i] = '?';
 			error = kiln_error_set(KILN_ERROR, "ssm %s: the reply is not JSON: %s", action,
 					       jerr.text);
+		}
 	}
 	kiln_buf_release(&reply);
 	return error;

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "builder/cleanup.h"
@@ -41,6 +42,19 @@ struct build {
 	char instance_id[KILN_ID_MAX];
 	char address[KILN_NAME_MAX];
 	void *session;
+
+	/* the image, between its creation and the end of the build */
+	bool image_made;          /* exists: --on-error abort has nothing left to debug */
+	kiln_tags image_tags;     /* on it, its snapshots and its copies */
+	char *description;
+	struct copy {
+		char region[KILN_ID_MAX];
+		char kind[KILN_ID_MAX + 8]; /* its journal entry: "copy:REGION" */
+		kiln_cloud *cloud;          /* the provider for that region */
+		char id[KILN_ID_MAX];
+		kiln_image img;             /* once available */
+	} *copies;
+	size_t n_copies;
 };
 
 /* ---- helpers ---- */
@@ -574,9 +588,8 @@ static int image_tags(struct build *b, kiln_tags *tags)
 
 static int make_image(struct build *b, kiln_image *img)
 {
-	kiln_tags tags = KILN_TAGS_INIT;
+	kiln_tags *tags = &b->image_tags;
 	const char *ids[1] = { b->instance_id };
-	char *description = NULL;
 	char image_id[KILN_ID_MAX] = "";
 	int error;
 
@@ -590,13 +603,13 @@ static int make_image(struct build *b, kiln_image *img)
 		kiln_error_prefix("build instance '%s'", b->instance_id);
 		goto done;
 	}
-	if ((error = image_tags(b, &tags)) < 0)
+	if ((error = image_tags(b, tags)) < 0)
 		goto done;
-	description = b->t->description ? kiln_strdup(b->t->description)
-					: kiln_strdupf("%s version %lld, built by kiln from %s",
-						       b->t->name, (long long)b->res->version,
-						       b->source.id);
-	if (!description) {
+	b->description = b->t->description ? kiln_strdup(b->t->description)
+					    : kiln_strdupf("%s version %lld, built by kiln from %s",
+							   b->t->name, (long long)b->res->version,
+							   b->source.id);
+	if (!b->description) {
 		error = KILN_ENOMEM;
 		goto done;
 	}
@@ -604,8 +617,8 @@ static int make_image(struct build *b, kiln_image *img)
 	    (error = kiln_journal_res_set(&b->journal, "image", "state", "creating")) < 0)
 		goto done;
 	kiln_step(b->ev, "image", "creating image %s from %s", b->res->image_name, b->instance_id);
-	if ((error = b->c->ops->image_create(b->c, b->instance_id, b->res->image_name, description,
-					     &tags, image_id)) < 0) {
+	if ((error = b->c->ops->image_create(b->c, b->instance_id, b->res->image_name,
+					     b->description, tags, image_id)) < 0) {
 		if (error == KILN_ECONFLICT)
 			kiln_error_prefix("an image named '%s' exists already, made outside kiln's version records",
 					  b->res->image_name);
@@ -617,26 +630,187 @@ static int make_image(struct build *b, kiln_image *img)
 	    (error = kiln_journal_res_set(&b->journal, "image", "state", "created")) < 0)
 		goto done;
 	resource_event(b, "image", image_id, "created");
+	b->image_made = true;
 	if ((error = kiln_cloud_wait_image(b->c, image_id, (uint64_t)b->t->image_timeout_s * 1000,
 					   img)) < 0)
 		goto done;
 	/* the snapshots carry the same tags, so they can be traced without the image */
 	if (img->snapshots.n &&
 	    (error = b->c->ops->tags_create(b->c, (const char *const *)img->snapshots.items,
-					    img->snapshots.n, &tags)) < 0) {
+					    img->snapshots.n, tags)) < 0) {
 		kiln_error_prefix("cannot tag the snapshots of '%s'", image_id);
 		goto done;
 	}
-	/* from here the image is the build's product, not something to clean up */
-	if ((error = kiln_journal_res_set(&b->journal, "image", "state", "recorded")) < 0)
-		goto done;
-	snprintf(b->res->image_id, sizeof(b->res->image_id), "%s", image_id);
 	kiln_step(b->ev, "image", "image %s (%s@%lld) is available", image_id, b->t->name,
 		  (long long)b->res->version);
 done:
-	free(description);
-	kiln_tags_release(&tags);
 	return error;
+}
+
+/* ---- step 6a: copies to other regions, and the image settings ---- */
+
+/* The copy's ClientToken: one per build and region, so a retried CopyImage makes one copy. */
+static void copy_token(const char *build_id, const char *region, char out[KILN_ID_MAX])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	char in[KILN_BUILD_ID_MAX + KILN_ID_MAX + 2];
+
+	snprintf(in, sizeof(in), "%s/%s", build_id, region);
+	EVP_Digest(in, strlen(in), md, &n, EVP_sha256(), NULL);
+	snprintf(out, KILN_ID_MAX, "kiln-copy-");
+	for (i = 0; i < 16 && i < n; i++)
+		snprintf(out + 10 + 2 * i, KILN_ID_MAX - 10 - 2 * i, "%02x", md[i]);
+}
+
+static void copy_event(struct build *b, const struct copy *cp, const char *action)
+{
+	kiln_emit(b->ev, "resource", KILN_LEVEL_DEBUG,
+		  json_pack("{s:s,s:s,s:s,s:s,s:s}", "kind", "image", "id", cp->id, "region",
+			    cp->region, "action", action, "build_id", b->res->build_id),
+		  "%s image %s in %s", action, cp->id, cp->region);
+}
+
+/*
+ * Starts a copy to every region of ami_regions, then waits for them all:
+ * the copies run side by side in the cloud, and the waits cost no more
+ * than the slowest. Each is journaled before its CopyImage, so `kiln
+ * cleanup` finds it after a crash (by id, or by name and tag).
+ */
+static int copy_regions(struct build *b, const kiln_image *img)
+{
+	const kiln_template *t = b->t;
+	uint64_t deadline;
+	size_t i;
+	int error;
+
+	if (!t->ami_regions.n)
+		return 0;
+	if (!b->c->ops->region_open || !b->c->ops->image_copy)
+		return kiln_error_set(KILN_EUNSUPPORTED, "the %s provider cannot copy images to other regions",
+				      kiln_cloud_name(b->c));
+	if (!(b->copies = calloc(t->ami_regions.n, sizeof(*b->copies))))
+		return kiln_error_set(KILN_ENOMEM, "out of memory");
+	kiln_step(b->ev, "copy", "copying %s to %zu other region%s", img->id, t->ami_regions.n,
+		  t->ami_regions.n == 1 ? "" : "s");
+	for (i = 0; i < t->ami_regions.n; i++) {
+		const char *region = t->ami_regions.items[i];
+		struct copy *cp = &b->copies[b->n_copies];
+		kiln_image_copy_spec spec = { 0 };
+		char token[KILN_ID_MAX];
+
+		if (!strcmp(region, b->c->region)) {
+			/* a template without "region" meets the configuration's here */
+			kiln_info(b->ev, "%s is the build's own region: no copy needed", region);
+			continue;
+		}
+		snprintf(cp->region, sizeof(cp->region), "%s", region);
+		snprintf(cp->kind, sizeof(cp->kind), "copy:%s", region);
+		b->n_copies++;
+		if ((error = b->c->ops->region_open(b->c, region, &cp->cloud)) < 0)
+			return error;
+		copy_token(b->res->build_id, region, token);
+		if ((error = kiln_journal_res_set(&b->journal, cp->kind, "region", region)) < 0 ||
+		    (error = kiln_journal_res_set(&b->journal, cp->kind, "name", b->res->image_name)) < 0 ||
+		    (error = kiln_journal_res_set(&b->journal, cp->kind, "token", token)) < 0 ||
+		    (error = kiln_journal_res_set(&b->journal, cp->kind, "state", "creating")) < 0)
+			return error;
+		spec.source_region = b->c->region;
+		spec.source_id = img->id;
+		spec.name = b->res->image_name;
+		spec.description = b->description;
+		spec.encrypted = t->encrypt_boot;
+		spec.kms_key_id = kiln_tags_get(&t->region_kms_key_ids, region);
+		spec.client_token = token;
+		spec.tags = &b->image_tags;
+		if ((error = cp->cloud->ops->image_copy(cp->cloud, &spec, cp->id)) < 0)
+			return error;
+		if ((error = kiln_journal_res_set(&b->journal, cp->kind, "id", cp->id)) < 0 ||
+		    (error = kiln_journal_res_set(&b->journal, cp->kind, "state", "created")) < 0)
+			return error;
+		copy_event(b, cp, "created");
+	}
+	deadline = kiln_clock_now_ms() + (uint64_t)t->image_timeout_s * 1000;
+	for (i = 0; i < b->n_copies; i++) {
+		struct copy *cp = &b->copies[i];
+		uint64_t now = kiln_clock_now_ms();
+		if ((error = kiln_cloud_wait_image(cp->cloud, cp->id, deadline > now ? deadline - now : 1,
+						   &cp->img)) < 0)
+			return kiln_error_prefix("copy to %s", cp->region);
+		if (cp->img.snapshots.n &&
+		    (error = cp->cloud->ops->tags_create(cp->cloud,
+							 (const char *const *)cp->img.snapshots.items,
+							 cp->img.snapshots.n, &b->image_tags)) < 0)
+			return kiln_error_prefix("cannot tag the snapshots of '%s' in %s", cp->id,
+						 cp->region);
+		kiln_info(b->ev, "copy %s in %s is available", cp->id, cp->region);
+	}
+	return 0;
+}
+
+/* IMDSv2, sharing and deprecation, on the image and on every copy. */
+static int configure_images(struct build *b, const kiln_image *img)
+{
+	const kiln_template *t = b->t;
+	kiln_image_settings s = { 0 };
+	size_t i;
+	int error;
+
+	s.imds_support = t->imds_support;
+	s.launch_users = (const char *const *)t->ami_users.items;
+	s.n_launch_users = t->ami_users.n;
+	s.launch_groups = (const char *const *)t->ami_groups.items;
+	s.n_launch_groups = t->ami_groups.n;
+	s.snapshot_users = (const char *const *)t->snapshot_users.items;
+	s.n_snapshot_users = t->snapshot_users.n;
+	s.snapshot_groups = (const char *const *)t->snapshot_groups.items;
+	s.n_snapshot_groups = t->snapshot_groups.n;
+	/* a duration counts from now: the image has just become available */
+	s.deprecate_at = t->deprecate_at ? t->deprecate_at
+		       : t->deprecate_after_s ? kiln_clock_wall_s() + t->deprecate_after_s : 0;
+	if (!s.imds_support && !s.n_launch_users && !s.n_launch_groups && !s.n_snapshot_users &&
+	    !s.n_snapshot_groups && !s.deprecate_at)
+		return 0;
+	if (!b->c->ops->image_configure)
+		return kiln_error_set(KILN_EUNSUPPORTED, "the %s provider has no image settings",
+				      kiln_cloud_name(b->c));
+	kiln_step(b->ev, "settings", "applying the image settings to %s%s", img->id,
+		  b->n_copies ? " and its copies" : "");
+	if ((error = b->c->ops->image_configure(b->c, img->id, &s)) < 0)
+		return error;
+	for (i = 0; i < b->n_copies; i++)
+		if ((error = b->copies[i].cloud->ops->image_configure(b->copies[i].cloud,
+								      b->copies[i].id, &s)) < 0)
+			return kiln_error_prefix("copy in %s", b->copies[i].region);
+	if (s.deprecate_at) {
+		char when[21];
+		kiln_format_iso8601(when, s.deprecate_at);
+		kiln_info(b->ev, "%s%s deprecated from %s", img->id, b->n_copies ? " and its copies are" : " is",
+			  when);
+	}
+	return 0;
+}
+
+/* From here the image and its copies are the build's product, not something to clean up. */
+static int finish_image(struct build *b, const kiln_image *img)
+{
+	size_t i;
+	int error;
+
+	for (i = 0; i < b->n_copies; i++)
+		if ((error = kiln_journal_res_set(&b->journal, b->copies[i].kind, "state", "recorded")) < 0)
+			return error;
+	if ((error = kiln_journal_res_set(&b->journal, "image", "state", "recorded")) < 0)
+		return error;
+	snprintf(b->res->image_id, sizeof(b->res->image_id), "%s", img->id);
+	for (i = 0; i < b->n_copies && i < KILN_BUILD_MAX_COPIES; i++) {
+		snprintf(b->res->copies[i].region, sizeof(b->res->copies[i].region), "%s",
+			 b->copies[i].region);
+		snprintf(b->res->copies[i].image_id, sizeof(b->res->copies[i].image_id), "%s",
+			 b->copies[i].id);
+		b->res->n_copies++;
+	}
+	return 0;
 }
 
 /* ---- step 7: record it ---- */
@@ -645,8 +819,9 @@ static int write_manifest(struct build *b, const kiln_image *img)
 {
 	kiln_buf path = KILN_BUF_INIT, lockp = KILN_BUF_INIT, old = KILN_BUF_INIT, dir = KILN_BUF_INIT;
 	kiln_lock lock = KILN_LOCK_INIT;
+	kiln_buf artifact = KILN_BUF_INIT;
 	json_t *root = NULL, *builds, *entry;
-	char *text = NULL, artifact[2 * KILN_ID_MAX + 2], v[32];
+	char *text = NULL, v[32];
 	int error;
 
 	if (b->opts->manifest_path)
@@ -668,15 +843,20 @@ static int write_manifest(struct build *b, const kiln_image *img)
 		root = json_pack("{s:[]}", "builds");
 	}
 	builds = json_object_get(root, "builds");
+	/* Packer's form for several regions: "us-east-1:ami-1,eu-west-1:ami-2" */
 	if (b->c->region[0])
-		snprintf(artifact, sizeof(artifact), "%s:%s", b->c->region, img->id);
+		error = kiln_buf_printf(&artifact, "%s:%s", b->c->region, img->id);
 	else
-		snprintf(artifact, sizeof(artifact), "%s", img->id);
+		error = kiln_buf_puts(&artifact, img->id);
+	for (size_t i = 0; i < b->n_copies && error == 0; i++)
+		error = kiln_buf_printf(&artifact, ",%s:%s", b->copies[i].region, b->copies[i].id);
+	if (error < 0)
+		goto done;
 	snprintf(v, sizeof(v), "%lld", (long long)b->res->version);
 	/* Packer's shape, so CI scripts that read Packer's manifest read this one */
 	entry = json_pack("{s:s,s:s,s:I,s:n,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "name",
 			  b->t->name, "builder_type", kiln_cloud_name(b->c), "build_time",
-			  (json_int_t)kiln_clock_wall_s(), "files", "artifact_id", artifact,
+			  (json_int_t)kiln_clock_wall_s(), "files", "artifact_id", artifact.ptr,
 			  "packer_run_uuid", b->res->build_id, "custom_data", "version", v,
 			  "image_name", b->res->image_name, "image_id", img->id, "source_image",
 			  b->source.id, "template_sha256", b->t->sha256, "build_id", b->res->build_id,
@@ -701,24 +881,53 @@ done:
 	kiln_buf_release(&lockp);
 	kiln_buf_release(&old);
 	kiln_buf_release(&dir);
+	kiln_buf_release(&artifact);
 	if (error < 0)
 		kiln_error_prefix("cannot write the manifest");
 	return error;
 }
 
-static int record(struct build *b, const kiln_image *img)
+/* The local registry cache, under the scope of the region the image is in. */
+static void cache_put(struct build *b, kiln_cloud *c, const kiln_image *img)
 {
 	kiln_image_list one = { 0 };
 	char scope[2 * KILN_ID_MAX];
 	int error;
 
-	kiln_step(b->ev, "record", "recording %s@%lld", b->t->name, (long long)b->res->version);
-	/* the cache and the manifest are records; the image's tags are the truth */
-	kiln_registry_scope(scope, sizeof(scope), b->c);
+	kiln_registry_scope(scope, sizeof(scope), c);
 	if ((error = kiln_image_list_add(&one, img)) < 0 ||
 	    (error = kiln_registry_cache_put(scope, &one)) < 0)
 		kiln_warn(b->ev, "cannot update the local registry cache: %s", kiln_error_last()->message);
 	kiln_image_list_release(&one);
+}
+
+static void keep_versions(struct build *b, kiln_cloud *c, const char *where)
+{
+	kiln_prune_options po = { b->t->keep_versions, false, b->ev };
+	kiln_prune_result pr;
+
+	/* the new image exists whatever pruning says: a failure here is a warning */
+	if (kiln_prune(c, b->t->name, &po, &pr) < 0)
+		kiln_warn(b->ev, "keep_versions%s%s: %s", where ? " in " : "", where ? where : "",
+			  kiln_error_last()->message);
+	else if (pr.deleted.n)
+		kiln_info(b->ev, "keep_versions %lld: deleted %zu older version%s of '%s'%s%s",
+			  (long long)b->t->keep_versions, pr.deleted.n, pr.deleted.n == 1 ? "" : "s",
+			  b->t->name, where ? " in " : "", where ? where : "");
+	kiln_prune_result_release(&pr);
+	kiln_error_clear();
+}
+
+static int record(struct build *b, const kiln_image *img)
+{
+	size_t i;
+	int error;
+
+	kiln_step(b->ev, "record", "recording %s@%lld", b->t->name, (long long)b->res->version);
+	/* the cache and the manifest are records; the image's tags are the truth */
+	cache_put(b, b->c, img);
+	for (i = 0; i < b->n_copies; i++)
+		cache_put(b, b->copies[i].cloud, &b->copies[i].img);
 	if (write_manifest(b, img) < 0)
 		kiln_warn(b->ev, "%s", kiln_error_last()->message);
 	kiln_error_clear();
@@ -731,17 +940,9 @@ static int record(struct build *b, const kiln_image *img)
 		kiln_info(b->ev, "published %s to %s", img->id, b->t->ssm_parameter);
 	}
 	if (b->t->keep_versions) {
-		kiln_prune_options po = { b->t->keep_versions, false, b->ev };
-		kiln_prune_result pr;
-		/* the new image exists whatever pruning says: a failure here is a warning */
-		if (kiln_prune(b->c, b->t->name, &po, &pr) < 0)
-			kiln_warn(b->ev, "keep_versions: %s", kiln_error_last()->message);
-		else if (pr.deleted.n)
-			kiln_info(b->ev, "keep_versions %lld: deleted %zu older version%s of '%s'",
-				  (long long)b->t->keep_versions, pr.deleted.n,
-				  pr.deleted.n == 1 ? "" : "s", b->t->name);
-		kiln_prune_result_release(&pr);
-		kiln_error_clear();
+		keep_versions(b, b->c, b->n_copies ? b->c->region : NULL);
+		for (i = 0; i < b->n_copies; i++)
+			keep_versions(b, b->copies[i].cloud, b->copies[i].region);
 	}
 	return 0;
 }
@@ -806,7 +1007,10 @@ static int run_steps(struct build *b)
 	STEP(provision(b));
 	disconnect(b);
 	STEP(make_image(b, &img));
-	/* the image exists and is tagged: finish recording it even if a Ctrl-C comes now */
+	STEP(copy_regions(b, &img));
+	STEP(configure_images(b, &img));
+	STEP(finish_image(b, &img));
+	/* the image exists, is tagged and copied: finish recording it even if a Ctrl-C comes now */
 	error = record(b, &img);
 done:
 	disconnect(b);
@@ -844,7 +1048,7 @@ int kiln_build_run(kiln_cloud *c, kiln_template *t, const kiln_build_options *op
 
 	/* keep the instance to debug a failed build; once its image exists there is nothing to debug */
 	if (error < 0 && error != KILN_ECANCELLED && opts->on_error == KILN_ON_ERROR_ABORT &&
-	    b.instance_id[0] && b.have_key && !out->image_id[0]) {
+	    b.instance_id[0] && b.have_key && !b.image_made) {
 		if ((cerr = keep_for_debugging(&b)) == 0)
 			goto restore;
 		kiln_warn(b.ev, "cannot keep the instance for debugging (%s): cleaning up instead",
@@ -886,6 +1090,13 @@ done:
 		kiln_image_release(&b.source);
 	kiln_strings_release(&b.cidrs);
 	kiln_tags_release(&b.temp_tags);
+	kiln_tags_release(&b.image_tags);
+	free(b.description);
+	for (size_t i = 0; i < b.n_copies; i++) {
+		kiln_cloud_free(b.copies[i].cloud);
+		kiln_image_release(&b.copies[i].img);
+	}
+	free(b.copies);
 	kiln_journal_release(&b.journal);
 	kiln_lock_release(&b.lock);
 	return error;

@@ -16,7 +16,13 @@
  *  5. run the provisioners, their output streamed as "output" events;
  *  6. stop, create NAME-vVERSION with the kiln:* tags and the template's,
  *     wait until available (fail on failed), tag its snapshots;
- *  7. record it: registry cache, manifest, SSM parameter; keep_versions;
+ *  6a. copy it to ami_regions (all copies started, then waited for; each
+ *     tagged like the original, snapshots too), then apply the image
+ *     settings (IMDSv2, launch and snapshot permissions, deprecation) to
+ *     the image and every copy. Only then is the image the build's
+ *     product: until then a failure or a cancel removes it and its copies;
+ *  7. record it: registry cache (each copy under its region), manifest,
+ *     SSM parameter; keep_versions (in every region);
  *  8. clean up in reverse (terminate, delete key pair, delete firewall),
  *     also on failure and on cancellation (inside a cancel shield).
  *
@@ -54,6 +60,12 @@ typedef struct kiln_build_options {
 #define KILN_BUILD_OPTIONS_INIT { NULL, NULL, KILN_ON_ERROR_CLEANUP, NULL, NULL, 0 }
 
 #define KILN_BUILD_ID_MAX 48
+#define KILN_BUILD_MAX_COPIES 32
+
+typedef struct kiln_build_copy {
+	char region[KILN_ID_MAX];
+	char image_id[KILN_ID_MAX];
+} kiln_build_copy;
 
 typedef struct kiln_build_result {
 	char build_id[KILN_BUILD_ID_MAX];
@@ -61,6 +73,8 @@ typedef struct kiln_build_result {
 	char image_id[KILN_ID_MAX];       /* "" unless it succeeded */
 	char image_name[KILN_NAME_MAX];   /* "web-v3" */
 	char source_image_id[KILN_ID_MAX];
+	kiln_build_copy copies[KILN_BUILD_MAX_COPIES]; /* ami_regions, once the build succeeded */
+	size_t n_copies;
 	char host_key[128];               /* the instance's SSH host key fingerprint, as verified or recorded */
 	bool host_key_verified;           /* matched the console's fingerprints */
 	char manifest_path[4096];

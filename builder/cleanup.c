@@ -63,7 +63,7 @@ static int clean_image(kiln_cloud *c, kiln_journal *j, const kiln_cleanup_option
 		const char *self[] = { "self" };
 		kiln_image_query q = { .name = name, .owners = self, .n_owners = 1 };
 		if (!name)
-			return kiln_journal_res_set(j, "image", "state", "deleted");
+			return opts && opts->dry_run ? 0 : kiln_journal_res_set(j, "image", "state", "deleted");
 		if ((error = build_tag(&mine, bid)) < 0)
 			goto done;
 		q.tags = &mine;
@@ -91,6 +91,98 @@ done:
 	kiln_image_list_release(&found);
 	kiln_tags_release(&mine);
 	return error;
+}
+
+/*
+ * One copy in another region ("copy:REGION" in the journal), not yet
+ * recorded: deregistered with its snapshots. Without an id (the build died
+ * inside CopyImage) it is looked for by name and kiln:build-id there.
+ */
+static int clean_copy(kiln_cloud *c, kiln_journal *j, const char *kind,
+		      const kiln_cleanup_options *opts, unsigned *removed)
+{
+	const char *state = kiln_journal_res(j, kind, "state");
+	const char *id = kiln_journal_res(j, kind, "id");
+	const char *name = kiln_journal_res(j, kind, "name");
+	const char *region = kiln_journal_res(j, kind, "region");
+	const char *bid = kiln_journal_str(j, "build_id");
+	kiln_cloud *rc = NULL;
+	kiln_image_list found = { 0 };
+	kiln_tags mine = KILN_TAGS_INIT;
+	size_t i, n;
+	int error = 0;
+
+	if (!state || !strcmp(state, "recorded") || !strcmp(state, "deleted"))
+		return 0;
+	if (!region || (!(id && *id) && !name))
+		return opts && opts->dry_run ? 0 : kiln_journal_res_set(j, kind, "state", "deleted");
+	if (!c->ops->region_open)
+		return kiln_error_set(KILN_EUNSUPPORTED, "the %s provider cannot reach region '%s'",
+				      kiln_cloud_name(c), region);
+	if ((error = c->ops->region_open(c, region, &rc)) < 0)
+		goto done;
+	if (!(id && *id)) {
+		const char *self[] = { "self" };
+		kiln_image_query q = { .name = name, .owners = self, .n_owners = 1 };
+		if ((error = build_tag(&mine, bid)) < 0)
+			goto done;
+		q.tags = &mine;
+		if ((error = rc->ops->images_describe(rc, &q, &found)) < 0)
+			goto done;
+	}
+	n = id && *id ? 1 : found.n;
+	for (i = 0; i < n; i++) {
+		const char *x = id && *id ? id : found.items[i].id;
+		char what[KILN_NAME_MAX];
+		if (!(opts && opts->dry_run)) {
+			/* a pending copy too: deregistering it stops the copy */
+			error = rc->ops->image_delete(rc, x);
+			if (error == KILN_ENOTFOUND)
+				error = 0;
+			if (error < 0) {
+				kiln_error_prefix("cannot delete image '%s' in %s", x, region);
+				goto done;
+			}
+		}
+		snprintf(what, sizeof(what), "%s in %s", x, region);
+		say_removed(opts, "image", what, bid);
+		if (removed)
+			(*removed)++;
+	}
+	if (!(opts && opts->dry_run))
+		error = kiln_journal_res_set(j, kind, "state", "deleted");
+done:
+	kiln_cloud_free(rc);
+	kiln_image_list_release(&found);
+	kiln_tags_release(&mine);
+	return error;
+}
+
+/* Every copy of the journal, the last one made first. */
+static int clean_copies(kiln_cloud *c, kiln_journal *j, const kiln_cleanup_options *opts,
+			unsigned *removed)
+{
+	json_t *all = json_object_get(j->doc, "resources");
+	kiln_strings kinds = { 0 };
+	const char *k;
+	json_t *v;
+	size_t i;
+	int first = 0, error;
+	kiln_error saved;
+
+	/* names first: cleaning edits the object being walked */
+	json_object_foreach(all, k, v) {
+		if (!strncmp(k, "copy:", 5) && (error = kiln_strings_add(&kinds, k)) < 0) {
+			kiln_strings_release(&kinds);
+			return error;
+		}
+	}
+	for (i = kinds.n; i-- > 0;)
+		keep_first(&first, &saved, clean_copy(c, j, kinds.items[i], opts, removed));
+	kiln_strings_release(&kinds);
+	if (first < 0)
+		kiln_error_restore(&saved);
+	return first;
 }
 
 static int clean_instance(kiln_cloud *c, kiln_journal *j, const kiln_cleanup_options *opts,
@@ -227,6 +319,7 @@ int kiln_cleanup_journal(kiln_cloud *c, kiln_journal *j, const kiln_cleanup_opti
 	if (!dry)
 		keep_first(&first, &saved, kiln_journal_set_str(j, "state", "cleaning"));
 	/* reverse order of creation; each step goes ahead whatever the one before did */
+	keep_first(&first, &saved, clean_copies(c, j, opts, removed));
 	keep_first(&first, &saved, clean_image(c, j, opts, removed));
 	keep_first(&first, &saved, clean_instance(c, j, opts, removed));
 	keep_first(&first, &saved, clean_keypair(c, j, opts, removed));

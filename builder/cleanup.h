@@ -42,7 +42,8 @@ int kiln_cleanup_run(kiln_cloud *c, const kiln_cleanup_options *opts, kiln_clean
 
 /*
  * Removes, in reverse order of creation, what journal j lists as created
- * or being created (an image only while it is not yet "recorded"), marks
+ * or being created (an image, and its copies in other regions, reached
+ * through region_open, only while not yet "recorded"), marks
  * each "deleted" in the journal, and removes the journal file (and a kept
  * key file) once nothing is left. Best effort: goes on past a failure and
  * returns the first one. *removed counts what went (may be NULL).

@@ -28,18 +28,13 @@ int kiln_journal_create(kiln_journal *j, const char *dir, const char *build_id, 
 	return kiln_journal_save(j);
 }
 
-int kiln_journal_load(kiln_journal *j, const char *path)
+int kiln_journal_parse(kiln_journal *j, const char *path, const char *text, size_t len)
 {
-	kiln_buf b = KILN_BUF_INIT;
 	json_error_t jerr;
-	int error;
+	int error = 0;
 
 	j->path = NULL;
-	j->doc = NULL;
-	kiln_buf_init(&b, 1 << 20);
-	if ((error = kiln_read_file(&b, path)) < 0)
-		goto done;
-	j->doc = json_loadb(b.ptr, b.len, 0, &jerr);
+	j->doc = json_loadb(text, len, 0, &jerr);
 	if (!json_is_object(j->doc) || !json_is_string(json_object_get(j->doc, "build_id"))) {
 		error = kiln_error_set(KILN_EINVALID, "'%s' is not a build journal: %s", path,
 				       j->doc ? "no build_id" : jerr.text);
@@ -50,9 +45,22 @@ int kiln_journal_load(kiln_journal *j, const char *path)
 	if (!(j->path = kiln_strdup(path)))
 		error = KILN_ENOMEM;
 done:
-	kiln_buf_release(&b);
 	if (error < 0)
 		kiln_journal_release(j);
+	return error;
+}
+
+int kiln_journal_load(kiln_journal *j, const char *path)
+{
+	kiln_buf b = KILN_BUF_INIT;
+	int error;
+
+	j->path = NULL;
+	j->doc = NULL;
+	kiln_buf_init(&b, 1 << 20);
+	if ((error = kiln_read_file(&b, path)) == 0)
+		error = kiln_journal_parse(j, path, b.ptr, b.len);
+	kiln_buf_release(&b);
 	return error;
 }
 

@@ -14,13 +14,16 @@
  *	   "keypair":  {"name": "kiln-web-...", "state": "created"},
  *	   "firewall": {"name": "kiln-web-...", "id": "sg-...", "state": "created"},
  *	   "instance": {"token": "kiln-...", "id": "i-...", "state": "created"},
- *	   "image":    {"name": "web-v3", "id": "ami-...", "state": "creating"}}}
+ *	   "image":    {"name": "web-v3", "id": "ami-...", "state": "creating"},
+ *	   "copy:eu-west-1": {"region": "eu-west-1", "name": "web-v3", "token": "kiln-copy-...",
+ *	                      "id": "ami-...", "state": "created"}}}
  *
  * A resource is journaled "creating" BEFORE the call that creates it (its
  * id may then be unknown: cleanup finds it by name, token or the
  * kiln:build-id tag), "created" with its id after, "deleted" once gone.
- * An image is "recorded" once the build has finished it: from then on it
- * is a product, not a leftover. Build states: "running", "kept" (after
+ * An image (and each copy of it in another region, "copy:REGION") is
+ * "recorded" once the build has finished it, copies and settings
+ * included: from then on it is a product, not a leftover. Build states: "running", "kept" (after
  * --on-error abort), "cleaning" (cleanup under way or failed).
  */
 #ifndef KILN_BUILDER_JOURNAL_H
@@ -43,6 +46,12 @@ int kiln_journal_dir(kiln_buf *out);
 /* A new journal for build_id in dir, holding header's members (borrowed); written at once. */
 int kiln_journal_create(kiln_journal *j, const char *dir, const char *build_id, const json_t *header);
 int kiln_journal_load(kiln_journal *j, const char *path);
+/*
+ * As kiln_journal_load, from text; path is where the journal lives (for
+ * messages and later saves). Who calls: kiln_journal_load, and the fuzz
+ * target tests/fuzz/fuzz_build_journal.c.
+ */
+int kiln_journal_parse(kiln_journal *j, const char *path, const char *text, size_t len);
 /* Writes the journal atomically (0600). */
 int kiln_journal_save(kiln_journal *j);
 /* Removes the file (the build left nothing behind). */

@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/instance_options.h"
 #include "core/json.h"
 #include "core/registry.h"
 
@@ -38,10 +39,21 @@ struct ctx {
 		"launch_timeout_s", "image_timeout_s", "build_timeout_s", "tags",             \
 		"keep_versions", "ssm_parameter"
 
+/* What only the aws provider has: image and instance options (docs/templates.md, "AWS options"). */
+#define AWS_KEYS                                                                                 \
+	KILN_INSTANCE_OPTION_KEYS, "imds_support", "encrypt_boot", "kms_key_id", "ami_regions",    \
+		"region_kms_key_ids", "ami_users", "ami_groups", "snapshot_users", "snapshot_groups", \
+		"deprecate_at"
+
 static const char *const top_keys[] = { "name", "provider", "variables", "provisioners", "aws",
 					"local", OVERRIDE_KEYS, NULL };
 /* launch_options are provider-specific, so they live only in a provider block */
 static const char *const block_keys[] = { OVERRIDE_KEYS, "launch_options", NULL };
+static const char *const aws_block_keys[] = { OVERRIDE_KEYS, "launch_options", AWS_KEYS, NULL };
+static const char *const aws_keys[] = { AWS_KEYS, NULL };
+/* launch_options members that the aws block's own keys set */
+static const char *const aws_launch_members[] = { "metadata_options", "root_volume",
+						  "encrypt_volumes", NULL };
 static const char *const filter_keys[] = { "owners", "name", "tags", NULL };
 static const char *const shell_keys[] = { "type", "inline", "script", "scripts",
 					  "environment_vars", "execute_command",
@@ -792,6 +804,274 @@ static int parse_ssm_parameter(struct ctx *c)
 	return 0;
 }
 
+/* ---- the aws options ---- */
+
+/* Keys only the aws block may hold, found elsewhere: say where they belong. */
+static int misplaced_aws_keys(struct ctx *c, const json_t *obj, const char *where)
+{
+	size_t i;
+	for (i = 0; aws_keys[i]; i++)
+		if (json_object_get(obj, aws_keys[i]))
+			return kiln_jdoc_error_at(c->doc, kiln_jdoc_key_pos(c->doc, obj, aws_keys[i]),
+						  "\"%s\" is an aws option: put it in the \"aws\" block, not %s",
+						  aws_keys[i], where);
+	return 0;
+}
+
+/* "us-east-1", "us-gov-west-1", "ap-southeast-2": the shape, not the list (regions are added). */
+static bool is_region(const char *s)
+{
+	size_t i, n = strlen(s);
+	bool dash = false;
+	if (n < 4 || n > 32 || !(s[0] >= 'a' && s[0] <= 'z') || !(s[n - 1] >= '0' && s[n - 1] <= '9'))
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '-') {
+			if (s[i + 1] == '-' || s[i + 1] == '\0')
+				return false;
+			dash = true;
+		} else if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9'))) {
+			return false;
+		}
+	}
+	return dash;
+}
+
+static bool is_account(const char *s)
+{
+	size_t i;
+	for (i = 0; s[i]; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return i == 12;
+}
+
+/* A KMS key id, key ARN, alias name or alias ARN: printable, no blanks (KMS checks the rest). */
+static bool is_kms_key(const char *s)
+{
+	size_t i;
+	for (i = 0; s[i]; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return i > 0 && i <= 2048;
+}
+
+enum { LIST_REGIONS, LIST_ACCOUNTS, LIST_GROUPS };
+
+/* An array of distinct strings of one kind, expanded, into out. */
+static int get_list(struct ctx *c, const json_t *obj, const char *key, int kind, kiln_strings *out)
+{
+	json_t *arr = NULL, *v;
+	size_t i;
+	int error;
+
+	if ((error = kiln_jdoc_get_string_array(c->doc, obj, key, false, &arr)) < 0 || !arr)
+		return error;
+	if (!json_array_size(arr))
+		return kiln_jdoc_error(c->doc, obj, key, 0, "\"%s\" is empty: leave it out", key);
+	if (kind == LIST_REGIONS && json_array_size(arr) > KILN_TEMPLATE_MAX_REGIONS)
+		return kiln_jdoc_error(c->doc, obj, key, 0, "\"%s\" lists more than %d regions", key,
+				       KILN_TEMPLATE_MAX_REGIONS);
+	json_array_foreach(arr, i, v) {
+		char *x;
+		bool ok;
+		if ((error = expand(c, arr, NULL, i, json_string_value(v), 0, &x)) < 0)
+			return error;
+		ok = kind == LIST_REGIONS ? is_region(x) : kind == LIST_ACCOUNTS ? is_account(x)
+										 : !strcmp(x, "all");
+		if (!ok) {
+			error = kiln_jdoc_error(c->doc, arr, NULL, i, "bad %s \"%s\" in \"%s\"",
+						kind == LIST_REGIONS ? "region" :
+						kind == LIST_ACCOUNTS ? "account id (12 digits)" : "group (only \"all\")",
+						x, key);
+			free(x);
+			return error;
+		}
+		if (kiln_strings_has(out, x)) {
+			error = kiln_jdoc_error(c->doc, arr, NULL, i, "\"%s\" is listed twice in \"%s\"", x,
+						key);
+			free(x);
+			return error;
+		}
+		error = kiln_strings_add(out, x);
+		free(x);
+		if (error < 0)
+			return error;
+	}
+	return 0;
+}
+
+/* "2027-01-31T00:00:00Z", or "90d" / "36h" from when the image is made. */
+static int parse_deprecate_at(struct ctx *c, const json_t *aws)
+{
+	kiln_template *t = c->t;
+	const char *s = NULL;
+	char *x = NULL;
+	int64_t n = 0, now = kiln_clock_wall_s(), limit = 10 * 365 * 86400LL;
+	size_t len;
+	int error;
+
+	if ((error = kiln_jdoc_get_string(c->doc, aws, "deprecate_at", false, &s)) < 0 || !s)
+		return error;
+	if ((error = expand(c, aws, "deprecate_at", 0, s, 0, &x)) < 0)
+		return error;
+	len = strlen(x);
+	if (len >= 2 && (x[len - 1] == 'd' || x[len - 1] == 'h')) {
+		char unit = x[len - 1];
+		x[len - 1] = '\0';
+		if (x[0] >= '0' && x[0] <= '9' && kiln_parse_i64(&n, x, 1, 10 * 365 * 24) == 0) {
+			t->deprecate_after_s = n * (unit == 'd' ? 86400 : 3600);
+			if (t->deprecate_after_s > limit)
+				error = kiln_jdoc_error(c->doc, aws, "deprecate_at", 0,
+							"\"deprecate_at\" is more than 10 years away (EC2's limit)");
+			goto done;
+		}
+		x[len - 1] = unit;
+	}
+	if (kiln_parse_iso8601(&t->deprecate_at, x) < 0) {
+		error = kiln_jdoc_error(c->doc, aws, "deprecate_at", 0,
+					"bad \"deprecate_at\" \"%s\": a UTC time such as 2027-01-31T00:00:00Z, or a time from the build such as 90d or 36h",
+					x);
+	} else if (t->deprecate_at <= now) {
+		error = kiln_jdoc_error(c->doc, aws, "deprecate_at", 0,
+					"\"deprecate_at\" %s is in the past", x);
+	} else if (t->deprecate_at - now > limit) {
+		error = kiln_jdoc_error(c->doc, aws, "deprecate_at", 0,
+					"\"deprecate_at\" %s is more than 10 years away (EC2's limit)", x);
+	}
+done:
+	free(x);
+	return error;
+}
+
+static int parse_aws_image(struct ctx *c, const json_t *aws)
+{
+	kiln_template *t = c->t;
+	json_t *keys = NULL, *v;
+	const char *s = NULL, *k;
+	size_t i;
+	int error;
+
+	if ((error = kiln_jdoc_get_string(c->doc, aws, "imds_support", false, &s)) < 0)
+		return error;
+	if (s) {
+		if (strcmp(s, "v2.0"))
+			return kiln_jdoc_error(c->doc, aws, "imds_support", 0,
+					       "unknown \"imds_support\" \"%s\" (only \"v2.0\")", s);
+		if (!(t->imds_support = kiln_strdup(s)))
+			return KILN_ENOMEM;
+	}
+	s = NULL;
+	if ((error = kiln_jdoc_get_bool(c->doc, aws, "encrypt_boot", false, &t->encrypt_boot)) < 0 ||
+	    (error = kiln_jdoc_get_string(c->doc, aws, "kms_key_id", false, &s)) < 0)
+		return error;
+	if (s) {
+		if (!t->encrypt_boot)
+			return kiln_jdoc_error_at(c->doc, kiln_jdoc_key_pos(c->doc, aws, "kms_key_id"),
+						  "\"kms_key_id\" needs \"encrypt_boot\": true");
+		if ((error = expand(c, aws, "kms_key_id", 0, s, 0, &t->kms_key_id)) < 0)
+			return error;
+		if (!is_kms_key(t->kms_key_id))
+			return kiln_jdoc_error(c->doc, aws, "kms_key_id", 0, "bad \"kms_key_id\" \"%s\"",
+					       t->kms_key_id);
+	}
+	if ((error = get_list(c, aws, "ami_regions", LIST_REGIONS, &t->ami_regions)) < 0 ||
+	    (error = get_list(c, aws, "ami_users", LIST_ACCOUNTS, &t->ami_users)) < 0 ||
+	    (error = get_list(c, aws, "ami_groups", LIST_GROUPS, &t->ami_groups)) < 0 ||
+	    (error = get_list(c, aws, "snapshot_users", LIST_ACCOUNTS, &t->snapshot_users)) < 0 ||
+	    (error = get_list(c, aws, "snapshot_groups", LIST_GROUPS, &t->snapshot_groups)) < 0 ||
+	    (error = parse_deprecate_at(c, aws)) < 0)
+		return error;
+	/* the copies go elsewhere: the build's own region has the image already */
+	for (i = 0; t->region && i < t->ami_regions.n; i++)
+		if (!strcmp(t->ami_regions.items[i], t->region))
+			return kiln_jdoc_error(c->doc, json_object_get(aws, "ami_regions"), NULL, i,
+					       "\"ami_regions\" lists the build's own region \"%s\"",
+					       t->region);
+
+	if ((error = kiln_jdoc_get_string_map(c->doc, aws, "region_kms_key_ids", &keys)) < 0)
+		return error;
+	if (keys && !t->encrypt_boot)
+		return kiln_jdoc_error_at(c->doc, kiln_jdoc_key_pos(c->doc, aws, "region_kms_key_ids"),
+					  "\"region_kms_key_ids\" needs \"encrypt_boot\": true");
+	json_object_foreach(keys, k, v) {
+		char *x;
+		if (!kiln_strings_has(&t->ami_regions, k))
+			return kiln_jdoc_error_at(c->doc, kiln_jdoc_key_pos(c->doc, keys, k),
+						  "\"region_kms_key_ids\" names \"%s\", which is not in \"ami_regions\"",
+						  k);
+		if ((error = expand(c, keys, k, 0, json_string_value(v), 0, &x)) < 0)
+			return error;
+		error = is_kms_key(x) ? kiln_tags_set(&t->region_kms_key_ids, k, x)
+				      : kiln_jdoc_error(c->doc, keys, k, 0, "bad KMS key \"%s\" for \"%s\"", x, k);
+		free(x);
+		if (error < 0)
+			return error;
+	}
+	/* a key is a key of one region: a copy elsewhere needs that region's own */
+	for (i = 0; t->kms_key_id && i < t->ami_regions.n; i++)
+		if (!kiln_tags_get(&t->region_kms_key_ids, t->ami_regions.items[i]))
+			return kiln_jdoc_error(c->doc, json_object_get(aws, "ami_regions"), NULL, i,
+					       "copying to \"%s\" needs a key of that region: add it to \"region_kms_key_ids\" (\"kms_key_id\" is a key of the build's region)",
+					       t->ami_regions.items[i]);
+	if (t->encrypt_boot) {
+		/* what EC2 would refuse after the whole build: say it now */
+		if (t->ami_groups.n || t->snapshot_groups.n)
+			return kiln_jdoc_error_at(c->doc,
+						  kiln_jdoc_key_pos(c->doc, aws, t->ami_groups.n ? "ami_groups"
+											: "snapshot_groups"),
+						  "an encrypted image cannot be made public");
+		if (!t->kms_key_id && (t->ami_users.n || t->snapshot_users.n))
+			return kiln_jdoc_error_at(c->doc,
+						  kiln_jdoc_key_pos(c->doc, aws, t->ami_users.n ? "ami_users"
+											: "snapshot_users"),
+						  "an image encrypted with the default EBS key cannot be shared: set \"kms_key_id\" to a customer managed key the accounts may use");
+	}
+	return 0;
+}
+
+/*
+ * kiln_launch.options: the block's "launch_options", plus on aws the
+ * instance options and the encryption of the build instance's volumes.
+ */
+static int parse_launch_options(struct ctx *c)
+{
+	kiln_template *t = c->t;
+	json_t *lo = NULL, *opts;
+	size_t i;
+	int error;
+
+	if (!c->block)
+		return 0;
+	if ((error = kiln_jdoc_get_object(c->doc, c->block, "launch_options", false, &lo)) < 0)
+		return error;
+	if (!(opts = lo ? json_deep_copy(lo) : json_object()))
+		return kiln_error_set(KILN_ENOMEM, "out of memory");
+	t->launch_options = opts;
+	if (strcmp(t->provider, "aws"))
+		goto done;
+	for (i = 0; lo && aws_launch_members[i]; i++)
+		if (json_object_get(lo, aws_launch_members[i]))
+			return kiln_jdoc_error_at(c->doc, kiln_jdoc_key_pos(c->doc, lo, aws_launch_members[i]),
+						  "\"launch_options\" cannot set \"%s\": use the \"aws\" block's own keys (docs/templates.md)",
+						  aws_launch_members[i]);
+	if ((error = kiln_instance_options_parse(c->doc, c->block, opts)) < 0)
+		return error;
+	if (t->encrypt_boot) {
+		json_t *enc = json_object();
+		if (!enc || (t->kms_key_id && json_object_set_new(enc, "kms_key_id",
+								  json_string(t->kms_key_id)) < 0) ||
+		    json_object_set_new(opts, "encrypt_volumes", enc) < 0)
+			return kiln_error_set(KILN_ENOMEM, "out of memory");
+	}
+done:
+	if (!json_object_size(opts)) {
+		json_decref(opts);
+		t->launch_options = NULL;
+	}
+	return 0;
+}
+
 static int pick_provider(struct ctx *c, const kiln_template_options *opts)
 {
 	kiln_template *t = c->t;
@@ -825,12 +1105,14 @@ static int parse(struct ctx *c, const kiln_template_options *opts)
 	if (!json_is_object(c->root))
 		return kiln_jdoc_error(c->doc, NULL, NULL, 0, "a template must be an object, not %s",
 				       kiln_json_type_name(c->root));
-	if ((error = kiln_jdoc_check_keys(c->doc, c->root, "template", top_keys)) < 0 ||
+	if ((error = misplaced_aws_keys(c, c->root, "at the top level")) < 0 ||
+	    (error = kiln_jdoc_check_keys(c->doc, c->root, "template", top_keys)) < 0 ||
 	    (error = kiln_jdoc_get_object(c->doc, c->root, "aws", false, &aws)) < 0 ||
 	    (error = kiln_jdoc_get_object(c->doc, c->root, "local", false, &local)) < 0)
 		return error;
 	/* both blocks' keys are checked whichever provider runs: a typo waits for no one */
-	if ((aws && (error = kiln_jdoc_check_keys(c->doc, aws, "the \"aws\" block", block_keys)) < 0) ||
+	if ((aws && (error = kiln_jdoc_check_keys(c->doc, aws, "the \"aws\" block", aws_block_keys)) < 0) ||
+	    (local && (error = misplaced_aws_keys(c, local, "in the \"local\" block")) < 0) ||
 	    (local && (error = kiln_jdoc_check_keys(c->doc, local, "the \"local\" block", block_keys)) < 0))
 		return error;
 	t->has_aws_block = aws != NULL;
@@ -857,12 +1139,10 @@ static int parse(struct ctx *c, const kiln_template_options *opts)
 	    (error = get_str(c, "ssh_username", true, 0, &t->ssh_username)) < 0 ||
 	    (error = get_str(c, "ssh_host", false, 0, &t->ssh_host)) < 0)
 		return error;
-	if (c->block) {
-		json_t *lo = NULL;
-		if ((error = kiln_jdoc_get_object(c->doc, c->block, "launch_options", false, &lo)) < 0)
-			return error;
-		t->launch_options = lo ? json_incref(lo) : NULL;
-	}
+	if (!strcmp(t->provider, "aws") && c->block && (error = parse_aws_image(c, c->block)) < 0)
+		return error;
+	if ((error = parse_launch_options(c)) < 0)
+		return error;
 
 	v = 22;
 	if ((error = get_int(c, "ssh_port", 1, 65535, &v)) < 0)
@@ -1016,6 +1296,14 @@ void kiln_template_free(kiln_template *t)
 	free(t->iam_instance_profile);
 	free(t->user_data);
 	json_decref(t->launch_options);
+	free(t->imds_support);
+	free(t->kms_key_id);
+	kiln_strings_release(&t->ami_regions);
+	kiln_tags_release(&t->region_kms_key_ids);
+	kiln_strings_release(&t->ami_users);
+	kiln_strings_release(&t->ami_groups);
+	kiln_strings_release(&t->snapshot_users);
+	kiln_strings_release(&t->snapshot_groups);
 	free(t->ssh_username);
 	free(t->ssh_host);
 	kiln_strings_release(&t->temporary_cidrs);

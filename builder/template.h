@@ -16,7 +16,11 @@
  *    {{timestamp}} (Unix seconds, one value per load), {{version}} (only
  *    where it can be known: after the version is reserved; it stays
  *    literal until kiln_template_set_version);
- *  - CIDRs of temporary_cidrs (and host bits set in them).
+ *  - CIDRs of temporary_cidrs (and host bits set in them);
+ *  - the aws image and instance options, which only the "aws" block may
+ *    hold (IMDS, volumes, encryption, copies, sharing, deprecation), and
+ *    the combinations AWS refuses (sharing an image encrypted with the
+ *    default key, making an encrypted image public ...).
  *
  * Provider blocks: "aws": {...} and "local": {...} override top-level keys
  * for that provider. The provider is --provider, else the file's
@@ -41,6 +45,9 @@ typedef struct kiln_template_options {
 } kiln_template_options;
 
 #define KILN_TEMPLATE_OPTIONS_INIT { NULL, NULL, 0, NULL }
+
+/* At most this many ami_regions (EC2 has fewer regions). */
+#define KILN_TEMPLATE_MAX_REGIONS 32
 
 typedef struct kiln_template {
 	char *path;            /* as given */
@@ -67,7 +74,13 @@ typedef struct kiln_template {
 	char *region;
 	char *iam_instance_profile;
 	char *user_data;
-	json_t *launch_options; /* the provider block's "launch_options" (a new reference) or NULL */
+	/*
+	 * What kiln_launch.options carries to the provider (owned; NULL: none):
+	 * the provider block's "launch_options", plus on aws the instance
+	 * options of core/instance_options.h and, with encrypt_boot,
+	 * "encrypt_volumes": {"kms_key_id": ...} (aws/provider.h).
+	 */
+	json_t *launch_options;
 
 	char *ssh_username;
 	int ssh_port;
@@ -84,6 +97,17 @@ typedef struct kiln_template {
 	kiln_tags tags;        /* user tags for the image and its snapshots */
 	int64_t keep_versions; /* 0: keep all */
 	char *ssm_parameter;   /* NULL: none */
+
+	/* aws image options, from the "aws" block only (docs/templates.md, "AWS options") */
+	char *imds_support;           /* "v2.0" or NULL */
+	bool encrypt_boot;            /* the instance's EBS volumes, hence the image, encrypted */
+	char *kms_key_id;             /* NULL: the account's default EBS key */
+	kiln_strings ami_regions;     /* copies go there; never the build's own region */
+	kiln_tags region_kms_key_ids; /* region -> key for the copies (with kms_key_id) */
+	kiln_strings ami_users, ami_groups;           /* launch permission */
+	kiln_strings snapshot_users, snapshot_groups; /* create-volume permission */
+	int64_t deprecate_at;         /* Unix seconds, or 0 */
+	int64_t deprecate_after_s;    /* "90d": from when the image is made, or 0 */
 
 	kiln_provisioner *provisioners;
 	size_t n_provisioners;

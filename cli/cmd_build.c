@@ -149,6 +149,14 @@ int cmd_build(int argc, char **argv)
 					   "upload_ms", (json_int_t)res.upload_ms, "manifest",
 					   res.manifest_path, "host_key", res.host_key, "host_key_verified",
 					   res.host_key_verified);
+		if (res.n_copies) {
+			/* ami_regions: REGION -> image id */
+			json_t *copies = json_object();
+			for (size_t i = 0; i < res.n_copies; i++)
+				json_object_set_new(copies, res.copies[i].region,
+						    json_string(res.copies[i].image_id));
+			json_object_set_new(fields, "copies", copies);
+		}
 		if (opts.json) {
 			kiln_emit(&ev, "result", KILN_LEVEL_INFO, fields, "built %s@%lld", t->name,
 				  (long long)res.version);
@@ -160,6 +168,9 @@ int cmd_build(int argc, char **argv)
 				fprintf(stderr, "; uploaded %.1f MiB at %.1f MiB/s",
 					(double)res.bytes_uploaded / 1048576.0, rate);
 			fputc('\n', stderr);
+			for (size_t i = 0; i < res.n_copies; i++)
+				fprintf(stderr, "kiln: copy in %s: %s\n", res.copies[i].region,
+					res.copies[i].image_id);
 			/* the line scripts read: last on stdout, TTY or not */
 			printf("%s@%lld %s\n", t->name, (long long)res.version, res.image_id);
 			fflush(stdout);

@@ -187,6 +187,38 @@ typedef struct kiln_image_query {
 	const kiln_tags *tags;
 } kiln_image_query;
 
+/*
+ * What an image may be made to do after it exists: the instance metadata
+ * version it insists on, who may launch it or create volumes from its
+ * snapshots, when it is deprecated. Lists are borrowed; empty leaves that
+ * setting alone. Applying settings again is harmless.
+ */
+typedef struct kiln_image_settings {
+	const char *imds_support;             /* "v2.0": instances from it need IMDSv2; NULL: leave */
+	const char *const *launch_users;      /* accounts that may launch it */
+	size_t n_launch_users;
+	const char *const *launch_groups;     /* "all": public */
+	size_t n_launch_groups;
+	const char *const *snapshot_users;    /* accounts that may create volumes from its snapshots */
+	size_t n_snapshot_users;
+	const char *const *snapshot_groups;
+	size_t n_snapshot_groups;
+	int64_t deprecate_at;                 /* Unix seconds; 0: not deprecated */
+} kiln_image_settings;
+
+/* A copy of an image of another region into the provider's own region. */
+typedef struct kiln_image_copy_spec {
+	const char *source_region;
+	const char *source_id;
+	const char *name;
+	const char *description;
+	bool encrypted;            /* encrypt the copy's snapshots ... */
+	const char *kms_key_id;    /* ... with this key of the destination region (NULL: its default) */
+	/* Idempotency token (<= 64 ASCII): the same token returns the same copy. */
+	const char *client_token;
+	const kiln_tags *tags;     /* on the copy (and its snapshots where the cloud can) at creation */
+} kiln_image_copy_spec;
+
 /* ---- load balancers ------------------------------------------------------ */
 
 typedef enum kiln_lb_kind {
@@ -364,6 +396,21 @@ typedef struct kiln_cloud_ops {
 
 	/* The address builds should admit by default, e.g. "203.0.113.7/32"; ENOTFOUND if unknowable. */
 	int (*caller_cidr)(kiln_cloud *c, const char *subnet_id, kiln_buf *out);
+
+	/*
+	 * Images in other regions and image settings; NULL where a provider
+	 * has no such thing (the engines then fail with KILN_EUNSUPPORTED).
+	 *
+	 * region_open: the same provider (credentials, configuration) for
+	 * another region; *out is the caller's (kiln_cloud_free), and sees the
+	 * same cloud as any other provider opened for that region.
+	 * image_copy: starts a copy into c's region and returns its id at
+	 * once; the copy is pending until kiln_cloud_wait_image says otherwise.
+	 * image_configure: applies s to the image (and its snapshots).
+	 */
+	int (*region_open)(kiln_cloud *c, const char *region, kiln_cloud **out);
+	int (*image_copy)(kiln_cloud *c, const kiln_image_copy_spec *spec, char out_id[KILN_ID_MAX]);
+	int (*image_configure)(kiln_cloud *c, const char *image_id, const kiln_image_settings *s);
 
 	void (*free)(kiln_cloud *c);
 } kiln_cloud_ops;

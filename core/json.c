@@ -284,15 +284,46 @@ kiln_pos kiln_jdoc_key_pos(const kiln_jdoc *doc, const json_t *object, const cha
 	return e->key_pos;
 }
 
+/*
+ * Messages quote the file's keys and values, which may hold any character
+ * JSON can escape: control characters are written as JSON would write them
+ * ("\n", "\u001b"), so a message stays one line (error.h) and says what the
+ * file says.
+ */
+static void one_line(char *out, size_t size, const char *in)
+{
+	size_t o = 0;
+	for (; *in && o + 1 < size; in++) {
+		unsigned char c = (unsigned char)*in;
+		char esc[8];
+		size_t n;
+		if (c >= 0x20 && c != 0x7f) {
+			out[o++] = (char)c;
+			continue;
+		}
+		if (c == '\n' || c == '\r' || c == '\t')
+			snprintf(esc, sizeof(esc), "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+		else
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+		n = strlen(esc);
+		if (o + n + 1 > size)
+			break;
+		memcpy(out + o, esc, n);
+		o += n;
+	}
+	out[o] = '\0';
+}
+
 int kiln_jdoc_error_at(const kiln_jdoc *doc, kiln_pos pos, const char *fmt, ...)
 {
-	char msg[768];
+	char msg[768], line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return kiln_error_set(KILN_EINVALID, "%s:%d:%d: %s", doc->name, pos.line, pos.col, msg);
+	one_line(line, sizeof(line), msg);
+	return kiln_error_set(KILN_EINVALID, "%s:%d:%d: %s", doc->name, pos.line, pos.col, line);
 }
 
 int kiln_jdoc_error(const kiln_jdoc *doc, const json_t *container, const char *key, size_t index,

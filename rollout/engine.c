@@ -521,6 +521,7 @@ static int m_launch(struct engine *e, unsigned batch, unsigned epoch, size_t sub
 	spec.key_name = f->key_name;
 	spec.iam_instance_profile = f->iam_instance_profile;
 	spec.user_data = f->user_data;
+	spec.options = f->launch_options; /* IMDSv2, the root volume: the same for every launch */
 	spec.count = count;
 	spec.client_token = token;
 	spec.tags = &tags;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/instance_options.h"
 #include "core/json.h"
 #include "core/registry.h"
 
@@ -21,6 +22,14 @@ static const char *const top_keys[] = {
 	"security_group_ids", "key_name", "iam_instance_profile", "user_data_file", "tags",
 	"target_group_arns", "load_balancer_names", "load_balancer", "health_timeout_s",
 	"health_grace_s", "warmup_s", "drain_timeout_s", NULL,
+};
+
+/* the aws block also takes the instance options (core/instance_options.h) */
+static const char *const aws_block_keys[] = {
+	"region", "image", "desired", "batch_size", "retire", "instance_type", "subnet_ids",
+	"security_group_ids", "key_name", "iam_instance_profile", "user_data_file", "tags",
+	"target_group_arns", "load_balancer_names", "load_balancer", "health_timeout_s",
+	"health_grace_s", "warmup_s", "drain_timeout_s", KILN_INSTANCE_OPTION_KEYS, NULL,
 };
 
 static const char *const lb_keys[] = { "listen", "health", "target_port", NULL };
@@ -71,6 +80,7 @@ void kiln_fleet_free(kiln_fleet *f)
 	free(f->user_data_file);
 	free(f->user_data);
 	kiln_tags_release(&f->tags);
+	json_decref(f->launch_options);
 	for (i = 0; i < f->n_lbs; i++) {
 		free((char *)f->lbs[i].ref);
 		free((char *)f->lbs[i].listen);
@@ -306,6 +316,18 @@ done:
 	return error;
 }
 
+/* The instance options (IMDS, root volume) are EC2's: only the aws block holds them. */
+static int misplaced_instance_options(const kiln_jdoc *doc, const json_t *obj, const char *where)
+{
+	size_t i;
+	for (i = 0; kiln_instance_option_keys[i]; i++)
+		if (json_object_get(obj, kiln_instance_option_keys[i]))
+			return kiln_jdoc_error_at(doc, kiln_jdoc_key_pos(doc, obj, kiln_instance_option_keys[i]),
+						  "\"%s\" is an aws option: put it in the \"aws\" block, not %s",
+						  kiln_instance_option_keys[i], where);
+	return 0;
+}
+
 static int check_block(const kiln_jdoc *doc, json_t *root, const char *which)
 {
 	static const char *const aws_only[] = { "target_group_arns", "load_balancer_names", NULL };
@@ -319,7 +341,9 @@ static int check_block(const kiln_jdoc *doc, json_t *root, const char *which)
 	if ((error = kiln_jdoc_get_object(doc, root, which, false, &b)) < 0 || !b)
 		return error;
 	snprintf(what, sizeof(what), "the \"%s\" block", which);
-	if ((error = kiln_jdoc_check_keys(doc, b, what, block_keys)) < 0)
+	if (strcmp(which, "aws") && (error = misplaced_instance_options(doc, b, "in the \"local\" block")) < 0)
+		return error;
+	if ((error = kiln_jdoc_check_keys(doc, b, what, strcmp(which, "aws") ? block_keys : aws_block_keys)) < 0)
 		return error;
 	for (i = 0; foreign[i]; i++)
 		if (json_object_get(b, foreign[i]))
@@ -370,7 +394,8 @@ static int parse_doc(kiln_fleet *f, const kiln_jdoc *doc, const char *provider)
 	if (!json_is_object(s.root))
 		return kiln_jdoc_error(doc, NULL, NULL, 0, "a fleet file must hold a JSON object, not %s",
 				       kiln_json_type_name(s.root));
-	if ((error = kiln_jdoc_check_keys(doc, s.root, "the fleet file", top_keys)) < 0 ||
+	if ((error = misplaced_instance_options(doc, s.root, "at the top level")) < 0 ||
+	    (error = kiln_jdoc_check_keys(doc, s.root, "the fleet file", top_keys)) < 0 ||
 	    (error = check_block(doc, s.root, "aws")) < 0 ||
 	    (error = check_block(doc, s.root, "local")) < 0)
 		return error;
@@ -433,6 +458,16 @@ static int parse_doc(kiln_fleet *f, const kiln_jdoc *doc, const char *provider)
 		return kiln_jdoc_error(doc, NULL, NULL, 0,
 				       "fleet \"%s\" has no load balancer: give \"target_group_arns\" or \"load_balancer_names\"",
 				       f->name);
+	if (!strcmp(provider, "aws") && s.block) {
+		if (!(f->launch_options = json_object()))
+			return kiln_error_set(KILN_ENOMEM, "out of memory");
+		if ((error = kiln_instance_options_parse(doc, s.block, f->launch_options)) < 0)
+			return error;
+		if (!json_object_size(f->launch_options)) {
+			json_decref(f->launch_options);
+			f->launch_options = NULL;
+		}
+	}
 	return 0;
 }
 

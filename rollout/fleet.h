@@ -43,6 +43,11 @@ typedef struct kiln_fleet {
 	char *user_data_file;    /* resolved against the fleet file's directory */
 	char *user_data;         /* its content (capped at 16 KiB, EC2's limit) */
 	kiln_tags tags;          /* user tags; never kiln:* */
+	/*
+	 * The aws block's instance options (core/instance_options.h: IMDS,
+	 * root volume), as kiln_launch.options carries them; NULL: none. Owned.
+	 */
+	json_t *launch_options;
 	/* the load balancers: refs and local settings point into this struct */
 	kiln_lb *lbs;
 	size_t n_lbs;

@@ -17,6 +17,14 @@ struct m_image {
 	uint64_t created_ms;
 	bool will_fail;
 	bool deleted;
+	/* copies (image_copy) and settings (image_configure) */
+	char copy_token[80];
+	char source_region[KILN_ID_MAX];
+	bool encrypted;
+	char kms_key_id[KILN_NAME_MAX];
+	char imds_support[16];
+	kiln_strings launch_users, launch_groups, snapshot_users, snapshot_groups;
+	int64_t deprecate_at;
 };
 
 struct m_target {
@@ -92,6 +100,10 @@ struct memcloud {
 	int (*on_call)(void *ctx, const char *op);
 	void *on_call_ctx;
 	unsigned total_calls;
+	json_t *last_launch_options;
+	/* regions: the first memcloud owns one more for every other region opened */
+	memcloud *parent;          /* NULL for the first */
+	VEC(memcloud *) regions;
 };
 
 static uint64_t now(void)
@@ -101,7 +113,9 @@ static uint64_t now(void)
 
 static void new_id(memcloud *mc, char *out, const char *prefix)
 {
-	snprintf(out, KILN_ID_MAX, "%s-%017x", prefix, ++mc->next_id);
+	/* one counter for every region: ids stay unique across them, as in EC2 */
+	memcloud *root = mc->parent ? mc->parent : mc;
+	snprintf(out, KILN_ID_MAX, "%s-%017x", prefix, ++root->next_id);
 }
 
 /* ---- bookkeeping ---- */
@@ -344,6 +358,8 @@ static int m_launch(kiln_cloud *c, const kiln_launch *spec, kiln_instance_list *
 			kiln_instance_list_release(&made);
 		LEAVE("instances_launch", error);
 	}
+	json_decref(mc->last_launch_options);
+	mc->last_launch_options = spec->options ? json_deep_copy(spec->options) : NULL;
 	if (!spec->image_id || !find_image(mc, spec->image_id) ||
 	    find_image(mc, spec->image_id)->img.state != KILN_IMAGE_AVAILABLE)
 		return kiln_error_set_cloud(KILN_ENOTFOUND, 400, "InvalidAMIID.NotFound", "mem-req",
@@ -612,6 +628,77 @@ static int m_tags_create(kiln_cloud *c, const char *const *ids, size_t n, const 
 						     "no resource '%s'", ids[i]);
 	}
 	LEAVE("tags_create", error);
+}
+
+static memcloud *region_of(memcloud *mc, const char *region, bool create);
+
+static int m_image_copy(kiln_cloud *c, const kiln_image_copy_spec *spec, char out_id[KILN_ID_MAX])
+{
+	memcloud *src;
+	struct m_image *from, *m;
+	size_t i;
+	ENTER("image_copy");
+	/* the same token: the same copy */
+	for (i = 0; spec->client_token && i < mc->images.n; i++)
+		if (!strcmp(mc->images.v[i]->copy_token, spec->client_token)) {
+			snprintf(out_id, KILN_ID_MAX, "%s", mc->images.v[i]->img.id);
+			LEAVE("image_copy", 0);
+		}
+	src = region_of(mc, spec->source_region, false);
+	from = src ? find_image(src, spec->source_id) : NULL;
+	if (!from || from->deleted || from->img.state != KILN_IMAGE_AVAILABLE)
+		return kiln_error_set_cloud(KILN_ENOTFOUND, 400, "InvalidAMIID.NotFound", "mem-req",
+					    "no available image '%s' in '%s'", spec->source_id,
+					    spec->source_region);
+	m = new_image(mc, spec->name, spec->tags);
+	m->img.state = KILN_IMAGE_PENDING;
+	m->will_fail = mc->fail_images;
+	snprintf(m->copy_token, sizeof(m->copy_token), "%s", spec->client_token ? spec->client_token : "");
+	snprintf(m->source_region, sizeof(m->source_region), "%s", spec->source_region);
+	m->encrypted = spec->encrypted;
+	snprintf(m->kms_key_id, sizeof(m->kms_key_id), "%s", spec->kms_key_id ? spec->kms_key_id : "");
+	snprintf(out_id, KILN_ID_MAX, "%s", m->img.id);
+	LEAVE("image_copy", 0);
+}
+
+static int add_all(kiln_strings *dst, const char *const *v, size_t n)
+{
+	size_t i;
+	int error;
+	for (i = 0; i < n; i++)
+		if (!kiln_strings_has(dst, v[i]) && (error = kiln_strings_add(dst, v[i])) < 0)
+			return error;
+	return 0;
+}
+
+static int m_image_configure(kiln_cloud *c, const char *image_id, const kiln_image_settings *s)
+{
+	struct m_image *m;
+	int error;
+	ENTER("image_configure");
+	if (!(m = find_image(mc, image_id)) || m->deleted)
+		return kiln_error_set_cloud(KILN_ENOTFOUND, 400, "InvalidAMIID.NotFound", "mem-req",
+					    "no image '%s'", image_id);
+	if (s->imds_support)
+		snprintf(m->imds_support, sizeof(m->imds_support), "%s", s->imds_support);
+	if ((error = add_all(&m->launch_users, s->launch_users, s->n_launch_users)) < 0 ||
+	    (error = add_all(&m->launch_groups, s->launch_groups, s->n_launch_groups)) < 0 ||
+	    (error = add_all(&m->snapshot_users, s->snapshot_users, s->n_snapshot_users)) < 0 ||
+	    (error = add_all(&m->snapshot_groups, s->snapshot_groups, s->n_snapshot_groups)) < 0)
+		return error;
+	if (s->deprecate_at)
+		m->deprecate_at = s->deprecate_at;
+	LEAVE("image_configure", 0);
+}
+
+static int m_region_open(kiln_cloud *c, const char *region, kiln_cloud **out)
+{
+	memcloud *r;
+	ENTER("region_open");
+	if (!(r = region_of(mc, region, true)))
+		return kiln_error_set(KILN_EINVALID, "memcloud: bad region '%s'", region);
+	*out = &r->base;
+	LEAVE("region_open", 0);
 }
 
 /* ---- ops: load balancers ---- */
@@ -958,19 +1045,40 @@ static int m_caller_cidr(kiln_cloud *c, const char *subnet_id, kiln_buf *out)
 	LEAVE("caller_cidr", kiln_buf_puts(out, "198.51.100.7/32"));
 }
 
+static void image_free(struct m_image *m)
+{
+	kiln_image_release(&m->img);
+	kiln_strings_release(&m->launch_users);
+	kiln_strings_release(&m->launch_groups);
+	kiln_strings_release(&m->snapshot_users);
+	kiln_strings_release(&m->snapshot_groups);
+	free(m);
+}
+
+static void memcloud_free(memcloud *mc);
+
 static void m_free(kiln_cloud *c)
 {
 	memcloud *mc = (memcloud *)c;
+	/* another region's lives as long as the first, which others may still open it from */
+	if (!mc->parent)
+		memcloud_free(mc);
+}
+
+static void memcloud_free(memcloud *mc)
+{
 	size_t i;
 	for (i = 0; i < mc->instances.n; i++) {
 		kiln_tags_release(&mc->instances.v[i]->inst.tags);
 		kiln_buf_release(&mc->instances.v[i]->console);
 		free(mc->instances.v[i]);
 	}
-	for (i = 0; i < mc->images.n; i++) {
-		kiln_image_release(&mc->images.v[i]->img);
-		free(mc->images.v[i]);
-	}
+	for (i = 0; i < mc->images.n; i++)
+		image_free(mc->images.v[i]);
+	for (i = 0; i < mc->regions.n; i++)
+		memcloud_free(mc->regions.v[i]);
+	free(mc->regions.v);
+	json_decref(mc->last_launch_options);
 	while (mc->keypairs.n)
 		remove_named(mc->keypairs.v, &mc->keypairs.n, &mc->keypairs.v[0]);
 	while (mc->firewalls.n)
@@ -1022,8 +1130,66 @@ static const kiln_cloud_ops memcloud_ops = {
 	.record_delete = m_record_delete,
 	.record_list = m_record_list,
 	.caller_cidr = m_caller_cidr,
+	.region_open = m_region_open,
+	.image_copy = m_image_copy,
+	.image_configure = m_image_configure,
 	.free = m_free,
 };
+
+/* The memcloud of region (the first's own, or another, made on first use if create). */
+static memcloud *region_of(memcloud *mc, const char *region, bool create)
+{
+	memcloud *root = mc->parent ? mc->parent : mc, *r;
+	size_t i;
+
+	if (!region || !*region)
+		return NULL;
+	if (!strcmp(root->base.region, region))
+		return root;
+	for (i = 0; i < root->regions.n; i++)
+		if (!strcmp(root->regions.v[i]->base.region, region))
+			return root->regions.v[i];
+	if (!create)
+		return NULL;
+	r = memcloud_new();
+	r->parent = root;
+	r->cfg = root->cfg;
+	r->base.events = root->base.events;
+	snprintf(r->base.region, sizeof(r->base.region), "%s", region);
+	VEC_PUSH(root->regions, r);
+	return r;
+}
+
+memcloud *memcloud_region(memcloud *mc, const char *region)
+{
+	return region_of(mc, region, true);
+}
+
+bool memcloud_image_get(memcloud *mc, const char *id, memcloud_image_info *out)
+{
+	struct m_image *m = find_image(mc, id);
+	if (!m)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->img = &m->img;
+	out->deleted = m->deleted;
+	out->copy_token = m->copy_token;
+	out->source_region = m->source_region;
+	out->encrypted = m->encrypted;
+	out->kms_key_id = m->kms_key_id;
+	out->imds_support = m->imds_support;
+	out->launch_users = &m->launch_users;
+	out->launch_groups = &m->launch_groups;
+	out->snapshot_users = &m->snapshot_users;
+	out->snapshot_groups = &m->snapshot_groups;
+	out->deprecate_at = m->deprecate_at;
+	return true;
+}
+
+const json_t *memcloud_last_launch_options(const memcloud *mc)
+{
+	return mc->last_launch_options;
+}
 
 memcloud *memcloud_new(void)
 {

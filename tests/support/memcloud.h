@@ -86,7 +86,33 @@ const char *memcloud_add_image(memcloud *mc, const char *kiln_name, int64_t vers
 /* A running instance registered nowhere; id out. */
 const char *memcloud_add_instance(memcloud *mc, const char *image_id, const kiln_tags *tags);
 
+/*
+ * The memcloud of another region (made on first use; region_open gives
+ * the same one), to script and inspect it. Owned by mc. Ids are unique
+ * across regions.
+ */
+memcloud *memcloud_region(memcloud *mc, const char *region);
+
 /* ---- inspection ---- */
+
+/* What memcloud knows of an image (borrowed until the next call). */
+typedef struct memcloud_image_info {
+	const kiln_image *img;
+	bool deleted;
+	const char *copy_token;     /* "" unless made by image_copy */
+	const char *source_region;  /* "" unless made by image_copy */
+	bool encrypted;             /* image_copy's */
+	const char *kms_key_id;     /* "" when none */
+	const char *imds_support;   /* "" when not set */
+	const kiln_strings *launch_users, *launch_groups, *snapshot_users, *snapshot_groups;
+	int64_t deprecate_at;       /* 0: not set */
+} memcloud_image_info;
+
+/* False if mc (this region) never had the image. */
+bool memcloud_image_get(memcloud *mc, const char *id, memcloud_image_info *out);
+/* The options of the last instances_launch (NULL if none). */
+const json_t *memcloud_last_launch_options(const memcloud *mc);
+
 
 /* Calls made to op so far (all ops when op is NULL). */
 unsigned memcloud_calls(const memcloud *mc, const char *op);

@@ -249,6 +249,219 @@ static void test_image_delete(void **state)
 	assert_int_equal(mock.n_requests, 5);
 }
 
+/* A source image with a root EBS device, a second EBS device and an instance store. */
+static const char devices_reply[] =
+	"<DescribeImagesResponse><imagesSet><item><imageId>ami-src</imageId>"
+	"<rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping>"
+	"<item><deviceName>/dev/xvda</deviceName><ebs><snapshotId>snap-root</snapshotId><volumeSize>8</volumeSize></ebs></item>"
+	"<item><deviceName>/dev/xvdb</deviceName><ebs><snapshotId>snap-data</snapshotId></ebs></item>"
+	"<item><deviceName>/dev/xvdc</deviceName><virtualName>ephemeral0</virtualName></item>"
+	"</blockDeviceMapping></item></imagesSet></DescribeImagesResponse>";
+
+static void test_launch_options(void **state)
+{
+	kiln_launch spec = { .image_id = "ami-src", .instance_type = "t3.micro", .count = 1,
+			     .client_token = "tok" };
+	kiln_instance_list list = { 0 };
+	json_t *opts = json_pack("{s:{s:s,s:i,s:s},s:{s:i,s:s,s:i,s:i},s:{s:s},s:b}", "metadata_options",
+				 "http_tokens", "required", "http_put_response_hop_limit", 2,
+				 "http_endpoint", "enabled", "root_volume", "size_gb", 40, "type", "gp3",
+				 "iops", 4000, "throughput", 250, "encrypt_volumes", "kms_key_id",
+				 "alias/kiln", "ebs_optimized", 1);
+	const kiln_mock_request *r;
+	(void)state;
+
+	spec.options = opts;
+	kiln_awsmock_push(&mock, 200, devices_reply);
+	kiln_awsmock_push_file(&mock, 200, "ec2-run-instances.xml");
+	assert_int_equal(cloud->ops->instances_launch(cloud, &spec, &list), 0);
+	kiln_instance_list_release(&list);
+	assert_action(0, "DescribeImages");
+	assert_string_equal(kiln_mock_param(REQ(0), "ImageId.1"), "ami-src");
+	assert_action(1, "RunInstances");
+	r = REQ(1);
+	assert_string_equal(kiln_mock_param(r, "MetadataOptions.HttpTokens"), "required");
+	assert_string_equal(kiln_mock_param(r, "MetadataOptions.HttpPutResponseHopLimit"), "2");
+	assert_string_equal(kiln_mock_param(r, "MetadataOptions.HttpEndpoint"), "enabled");
+	/* the root device: resized, retyped, encrypted, gone with the instance */
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.DeviceName"), "/dev/xvda");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.VolumeSize"), "40");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.VolumeType"), "gp3");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.Iops"), "4000");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.Throughput"), "250");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.Encrypted"), "true");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.KmsKeyId"), "alias/kiln");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.DeleteOnTermination"), "true");
+	/* the other EBS device: only encrypted; the instance store: left alone */
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.2.DeviceName"), "/dev/xvdb");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.2.Ebs.Encrypted"), "true");
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.2.Ebs.KmsKeyId"), "alias/kiln");
+	assert_null(kiln_mock_param(r, "BlockDeviceMapping.2.Ebs.VolumeSize"));
+	assert_null(kiln_mock_param(r, "BlockDeviceMapping.2.Ebs.DeleteOnTermination"));
+	assert_null(kiln_mock_param(r, "BlockDeviceMapping.3.DeviceName"));
+	/* keys kiln does not know are not its business */
+	assert_null(kiln_mock_param(r, "EbsOptimized"));
+
+	/* the devices of an image are asked once; no encryption: only the root mapping */
+	json_object_del(opts, "encrypt_volumes");
+	json_object_del(opts, "metadata_options");
+	kiln_awsmock_push_file(&mock, 200, "ec2-run-instances.xml");
+	assert_int_equal(cloud->ops->instances_launch(cloud, &spec, &list), 0);
+	kiln_instance_list_release(&list);
+	assert_int_equal(mock.n_requests, 3);
+	r = REQ(2);
+	assert_string_equal(kiln_mock_param(r, "BlockDeviceMapping.1.DeviceName"), "/dev/xvda");
+	assert_null(kiln_mock_param(r, "BlockDeviceMapping.1.Ebs.Encrypted"));
+	assert_null(kiln_mock_param(r, "BlockDeviceMapping.2.DeviceName"));
+	assert_null(kiln_mock_param(r, "MetadataOptions.HttpTokens"));
+
+	/* metadata options alone need no DescribeImages */
+	json_decref(opts);
+	opts = json_pack("{s:{s:s}}", "metadata_options", "http_tokens", "required");
+	spec.options = opts;
+	spec.image_id = "ami-other";
+	kiln_awsmock_push_file(&mock, 200, "ec2-run-instances.xml");
+	assert_int_equal(cloud->ops->instances_launch(cloud, &spec, &list), 0);
+	kiln_instance_list_release(&list);
+	assert_action(3, "RunInstances");
+	assert_null(kiln_mock_param(REQ(3), "BlockDeviceMapping.1.DeviceName"));
+
+	/* garbage never reaches EC2 */
+	json_decref(opts);
+	opts = json_pack("{s:{s:s}}", "metadata_options", "http_tokens", "sometimes");
+	spec.options = opts;
+	assert_error(cloud->ops->instances_launch(cloud, &spec, &list), KILN_EINVALID,
+		     "bad launch option 'http_tokens'");
+	json_decref(opts);
+	opts = json_pack("{s:{s:i}}", "root_volume", "size_gb", 20);
+	spec.options = opts;
+	spec.image_id = "ami-gone";
+	kiln_awsmock_push(&mock, 200, "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>");
+	assert_error(cloud->ops->instances_launch(cloud, &spec, &list), KILN_ENOTFOUND,
+		     "cannot launch from 'ami-gone': cannot read the block devices of 'ami-gone': no image 'ami-gone'");
+	assert_int_equal(mock.n_requests, 5);
+	json_decref(opts);
+}
+
+static void test_image_copy(void **state)
+{
+	kiln_tags tags = KILN_TAGS_INIT;
+	kiln_image_copy_spec spec = { .source_region = "eu-west-1", .source_id = "ami-made",
+				      .name = "web-v3", .description = "web 3", .encrypted = true,
+				      .kms_key_id = "alias/west", .client_token = "kiln-copy-abc",
+				      .tags = &tags };
+	kiln_cloud *west = NULL;
+	char id[KILN_ID_MAX] = "";
+	const kiln_mock_request *r;
+	(void)state;
+
+	kiln_tags_set(&tags, KILN_TAG_IMAGE, "web");
+	kiln_tags_set(&tags, KILN_TAG_VERSION, "3");
+	assert_non_null(cloud->ops->region_open);
+	assert_int_equal(cloud->ops->region_open(cloud, "us-west-2", &west), 0);
+	assert_string_equal(west->region, "us-west-2");
+	assert_string_equal(kiln_cloud_name(west), "aws");
+	kiln_awsmock_push_file(&mock, 200, "ec2-copy-image.xml");
+	kiln_awsmock_push_file(&mock, 200, "ec2-create-tags.xml");
+	assert_int_equal(west->ops->image_copy(west, &spec, id), 0);
+	assert_string_equal(id, "ami-5adcefedcf7d31d5b");
+	r = REQ(0);
+	/* sent to, and signed for, the destination region */
+	assert_non_null(strstr(kiln_mock_header(r, "Authorization"), "/us-west-2/ec2/aws4_request"));
+	assert_string_equal(kiln_mock_param(r, "Action"), "CopyImage");
+	assert_string_equal(kiln_mock_param(r, "SourceImageId"), "ami-made");
+	assert_string_equal(kiln_mock_param(r, "SourceRegion"), "eu-west-1");
+	assert_string_equal(kiln_mock_param(r, "Name"), "web-v3");
+	assert_string_equal(kiln_mock_param(r, "Description"), "web 3");
+	assert_string_equal(kiln_mock_param(r, "Encrypted"), "true");
+	assert_string_equal(kiln_mock_param(r, "KmsKeyId"), "alias/west");
+	assert_string_equal(kiln_mock_param(r, "ClientToken"), "kiln-copy-abc");
+	assert_string_equal(kiln_mock_param(r, "TagSpecification.1.ResourceType"), "image");
+	assert_string_equal(kiln_mock_param(r, "TagSpecification.1.Tag.1.Key"), "kiln:image");
+	assert_string_equal(kiln_mock_param(r, "TagSpecification.2.ResourceType"), "snapshot");
+	assert_string_equal(kiln_mock_param(r, "TagSpecification.2.Tag.2.Value"), "3");
+	/* and tagged again by CreateTags, for clouds that ignore TagSpecifications */
+	r = REQ(1);
+	assert_string_equal(kiln_mock_param(r, "Action"), "CreateTags");
+	assert_string_equal(kiln_mock_param(r, "ResourceId.1"), "ami-5adcefedcf7d31d5b");
+	assert_string_equal(kiln_mock_param(r, "Tag.2.Key"), "kiln:version");
+	assert_non_null(strstr(kiln_mock_header(r, "Authorization"), "/us-west-2/ec2/aws4_request"));
+
+	/* unencrypted: neither Encrypted nor KmsKeyId */
+	spec.encrypted = false;
+	kiln_awsmock_push_file(&mock, 200, "ec2-copy-image.xml");
+	kiln_awsmock_push_file(&mock, 200, "ec2-create-tags.xml");
+	assert_int_equal(west->ops->image_copy(west, &spec, id), 0);
+	assert_null(kiln_mock_param(REQ(2), "Encrypted"));
+	assert_null(kiln_mock_param(REQ(2), "KmsKeyId"));
+
+	/* a failure names both regions */
+	kiln_awsmock_push_ec2_error(&mock, 400, "InvalidRegion", "bad source region");
+	assert_error(west->ops->image_copy(west, &spec, id), KILN_ERROR,
+		     "cannot copy image 'ami-made' from eu-west-1 to us-west-2");
+	kiln_cloud_free(west);
+	kiln_tags_release(&tags);
+}
+
+static void test_image_configure(void **state)
+{
+	const char *users[] = { "111122223333", "444455556666" };
+	const char *all[] = { "all" };
+	kiln_image_settings s = { 0 };
+	const kiln_mock_request *r;
+	(void)state;
+
+	s.imds_support = "v2.0";
+	s.launch_users = users;
+	s.n_launch_users = 2;
+	s.launch_groups = all;
+	s.n_launch_groups = 1;
+	s.snapshot_users = users;
+	s.n_snapshot_users = 1;
+	s.deprecate_at = 1801353600; /* 2027-01-31T00:00:00Z */
+	kiln_awsmock_push_file(&mock, 200, "ec2-modify-image-attribute.xml");
+	kiln_awsmock_push_file(&mock, 200, "ec2-modify-image-attribute.xml");
+	push_image("b-3");
+	kiln_awsmock_push_file(&mock, 200, "ec2-modify-snapshot-attribute.xml");
+	kiln_awsmock_push_file(&mock, 200, "ec2-enable-image-deprecation.xml");
+	assert_int_equal(cloud->ops->image_configure(cloud, "ami-made", &s), 0);
+	assert_int_equal(mock.n_requests, 5);
+	/* one attribute a call */
+	r = REQ(0);
+	assert_string_equal(kiln_mock_param(r, "Action"), "ModifyImageAttribute");
+	assert_string_equal(kiln_mock_param(r, "ImageId"), "ami-made");
+	assert_string_equal(kiln_mock_param(r, "ImdsSupport.Value"), "v2.0");
+	assert_null(kiln_mock_param(r, "LaunchPermission.Add.1.UserId"));
+	r = REQ(1);
+	assert_string_equal(kiln_mock_param(r, "Action"), "ModifyImageAttribute");
+	assert_string_equal(kiln_mock_param(r, "LaunchPermission.Add.1.UserId"), "111122223333");
+	assert_string_equal(kiln_mock_param(r, "LaunchPermission.Add.2.UserId"), "444455556666");
+	assert_string_equal(kiln_mock_param(r, "LaunchPermission.Add.3.Group"), "all");
+	assert_null(kiln_mock_param(r, "ImdsSupport.Value"));
+	assert_action(2, "DescribeImages");
+	r = REQ(3);
+	assert_string_equal(kiln_mock_param(r, "Action"), "ModifySnapshotAttribute");
+	assert_string_equal(kiln_mock_param(r, "SnapshotId"), "snap-1");
+	assert_string_equal(kiln_mock_param(r, "Attribute"), "createVolumePermission");
+	assert_string_equal(kiln_mock_param(r, "CreateVolumePermission.Add.1.UserId"), "111122223333");
+	assert_null(kiln_mock_param(r, "CreateVolumePermission.Add.2.UserId"));
+	r = REQ(4);
+	assert_string_equal(kiln_mock_param(r, "Action"), "EnableImageDeprecation");
+	assert_string_equal(kiln_mock_param(r, "ImageId"), "ami-made");
+	assert_string_equal(kiln_mock_param(r, "DeprecateAt"), "2027-01-31T00:00:00Z");
+
+	/* nothing asked: nothing sent */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(cloud->ops->image_configure(cloud, "ami-made", &s), 0);
+	assert_int_equal(mock.n_requests, 5);
+
+	/* moto has no EnableImageDeprecation: its HTML 500 fails the call, naming the image */
+	s.deprecate_at = 1801353600;
+	kiln_awsmock_push_file(&mock, 500, "html-500.html");
+	assert_error(cloud->ops->image_configure(cloud, "ami-made", &s), KILN_ETRANSIENT,
+		     "cannot set the deprecation time of image 'ami-made'");
+}
+
 static void test_keypair_recognised_by_build_id(void **state)
 {
 	kiln_tags tags = KILN_TAGS_INIT;
@@ -534,6 +747,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_image_create_after_a_lost_reply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_create_duplicate_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_launch_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_configure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keypair_recognised_by_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firewall_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firewall_delete_waits_while_in_use, setup, teardown),

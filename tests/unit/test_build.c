@@ -1089,6 +1089,273 @@ static void test_keep_versions(void **state)
 	assert_int_equal(journals(f), 0);
 }
 
+/* ---- aws image options: copies, settings, and what a failure or crash leaves ---- */
+
+#define AWS_OPTIONS                                                                                   \
+	"\"ssh_host\": \"127.0.0.1\", \"tags\": {\"team\": \"web\"},\n"                                 \
+	"  \"aws\": {\"metadata_options\": {\"http_tokens\": \"required\"}, \"imds_support\": \"v2.0\",\n" \
+	"          \"root_volume_size_gb\": 20, \"encrypt_boot\": true, \"kms_key_id\": \"key-home\",\n"  \
+	"          \"ami_regions\": [\"r-east-1\", \"r-west-1\"],\n"                                           \
+	"          \"region_kms_key_ids\": {\"r-east-1\": \"key-east\", \"r-west-1\": \"key-west\"},\n"        \
+	"          \"ami_users\": [\"111122223333\"], \"snapshot_users\": [\"444455556666\"],\n"           \
+	"          \"deprecate_at\": \"30d\"}"
+
+/* Images of name in mc's region that are not deleted. */
+static size_t live_images_named(memcloud *mc, const char *name)
+{
+	kiln_cloud *c = memcloud_cloud(mc);
+	kiln_image_query q = { .name = name };
+	kiln_image_list l = { 0 };
+	size_t n;
+	assert_int_equal(c->ops->images_describe(c, &q, &l), 0);
+	n = l.n;
+	kiln_image_list_release(&l);
+	return n;
+}
+
+static void assert_settings(memcloud *mc, const char *id, int64_t deprecate_at)
+{
+	memcloud_image_info info;
+	assert_true(memcloud_image_get(mc, id, &info));
+	assert_false(info.deleted);
+	assert_string_equal(info.imds_support, "v2.0");
+	assert_int_equal(info.launch_users->n, 1);
+	assert_string_equal(info.launch_users->items[0], "111122223333");
+	assert_int_equal(info.snapshot_users->n, 1);
+	assert_string_equal(info.snapshot_users->items[0], "444455556666");
+	assert_int_equal(info.launch_groups->n, 0);
+	assert_int_equal(info.deprecate_at, deprecate_at);
+}
+
+static void test_image_options(void **state)
+{
+	struct fx *f = *state;
+	kiln_build_result res;
+	const json_t *lo;
+	kiln_image img;
+	kiln_buf manifest = KILN_BUF_INIT;
+	json_t *m, *cache;
+	char path[4096], want[512];
+	size_t i;
+	int64_t deprecate_at;
+
+	write_template(f, AWS_OPTIONS, NULL);
+	assert_int_equal(build(f, KILN_ON_ERROR_CLEANUP, &res), 0);
+	/* the build instance: IMDSv2, a bigger root volume, encrypted with the key */
+	lo = memcloud_last_launch_options(f->mc);
+	assert_non_null(lo);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(lo, "metadata_options"), "http_tokens")),
+			    "required");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(lo, "root_volume"), "size_gb")), 20);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(lo, "encrypt_volumes"), "kms_key_id")),
+			    "key-home");
+	/* the image: settings applied, deprecated 30 days after it became available */
+	deprecate_at = 0;
+	{
+		memcloud_image_info info;
+		assert_true(memcloud_image_get(f->mc, res.image_id, &info));
+		deprecate_at = info.deprecate_at;
+	}
+	assert_true(deprecate_at >= 1764100000 + 30 * 86400 && deprecate_at <= kiln_clock_wall_s() + 30 * 86400);
+	assert_settings(f->mc, res.image_id, deprecate_at);
+	assert_int_equal(describe_image(f, res.image_id, &img), 0);
+
+	/* a copy in each region, tagged like the original, re-encrypted with that region's key */
+	assert_int_equal(res.n_copies, 2);
+	for (i = 0; i < 2; i++) {
+		const char *region = i ? "r-west-1" : "r-east-1";
+		memcloud *rm = memcloud_region(f->mc, region);
+		kiln_cloud *rc = memcloud_cloud(rm);
+		memcloud_image_info info;
+		kiln_image_list l = { 0 };
+		const char *ids[1] = { res.copies[i].image_id };
+		kiln_image_query q = { .ids = ids, .n_ids = 1 };
+		size_t k;
+
+		assert_string_equal(res.copies[i].region, region);
+		assert_string_not_equal(res.copies[i].image_id, res.image_id);
+		assert_true(memcloud_image_get(rm, res.copies[i].image_id, &info));
+		assert_string_equal(info.img->name, "web-v1");
+		assert_string_equal(info.source_region, "mem-1");
+		assert_true(info.encrypted);
+		assert_string_equal(info.kms_key_id, i ? "key-west" : "key-east");
+		assert_true(!strncmp(info.copy_token, "kiln-copy-", 10));
+		assert_true(strlen(info.copy_token) <= 64);
+		assert_settings(rm, res.copies[i].image_id, deprecate_at);
+		assert_int_equal(rc->ops->images_describe(rc, &q, &l), 0);
+		assert_int_equal(l.n, 1);
+		assert_int_equal(l.items[0].state, KILN_IMAGE_AVAILABLE);
+		for (k = 0; k < img.tags.n; k++)
+			assert_string_equal(kiln_tags_get(&l.items[0].tags, img.tags.items[k].key),
+					    img.tags.items[k].value);
+		assert_int_equal(l.items[0].tags.n, img.tags.n);
+		kiln_image_list_release(&l);
+		/* their snapshots tagged too */
+		assert_int_equal(memcloud_calls(rm, "tags_create"), 1);
+		/* and recorded under the region's scope */
+		snprintf(want, sizeof(want), "memory/%s", region);
+		assert_int_equal(kiln_registry_cache_get(want, &cache), 0);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(cache, "web"), "1"), "id")),
+				    res.copies[i].image_id);
+		json_decref(cache);
+	}
+	kiln_image_release(&img);
+	assert_true(has_event(f, "step", "message", "copying"));
+	/* Packer's manifest lists every region's image */
+	snprintf(path, sizeof(path), "%s/kiln-manifest.json", f->dir);
+	assert_int_equal(kiln_read_file(&manifest, path), 0);
+	m = json_loads(manifest.ptr, 0, NULL);
+	snprintf(want, sizeof(want), "mem-1:%s,r-east-1:%s,r-west-1:%s", res.image_id, res.copies[0].image_id,
+		 res.copies[1].image_id);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(m, "builds"), 0),
+								 "artifact_id")),
+			    want);
+	json_decref(m);
+	kiln_buf_release(&manifest);
+	assert_clean(f);
+
+	/* ami_regions naming the build's own region: that one needs no copy */
+	new_cloud(f);
+	write_template(f, "\"ssh_host\": \"127.0.0.1\", \"aws\": {\"ami_regions\": [\"mem-1\", \"r-east-1\"]}", NULL);
+	assert_int_equal(build(f, KILN_ON_ERROR_CLEANUP, &res), 0);
+	assert_int_equal(res.n_copies, 1);
+	assert_string_equal(res.copies[0].region, "r-east-1");
+	assert_int_equal(live_images_named(f->mc, res.image_name), 1);
+	assert_int_equal(memcloud_calls(f->mc, "image_configure"), 0);
+	assert_clean(f);
+}
+
+/* A failure anywhere after the image exists removes it and every copy: the version stays a gap. */
+static void test_image_options_fail(void **state)
+{
+	struct fx *f = *state;
+	kiln_build_result res;
+	struct {
+		const char *region; /* NULL: the build's own */
+		const char *op;
+		unsigned nth;
+		const char *message;
+		bool fail_images;
+	} cases[] = {
+		{ "r-west-1", "image_copy", 1, "InvalidRegion", false },
+		{ "r-west-1", NULL, 0, "snapshot failed", true },
+		{ "r-east-1", "tags_create", 1, "Throttling", false },
+		{ NULL, "image_configure", 1, "InvalidParameter", false },
+		{ "r-west-1", "image_configure", 1, "UnsupportedOperation", false },
+		{ "r-east-1", "region_open", 1, "AuthFailure", false },
+	};
+	size_t i;
+
+	for (i = 0; i < KILN_ARRAY_SIZE(cases); i++) {
+		memcloud *target;
+		new_cloud(f);
+		fakecomm_reset();
+		target = cases[i].region ? memcloud_region(f->mc, cases[i].region) : f->mc;
+		/* region_open is the first region's op */
+		if (cases[i].op && !strcmp(cases[i].op, "region_open"))
+			target = f->mc;
+		if (cases[i].fail_images)
+			memcloud_fail_images(target, true);
+		else
+			memcloud_fail(target, cases[i].op, cases[i].nth, KILN_ERROR, cases[i].message);
+		write_template(f, AWS_OPTIONS, NULL);
+		if (build(f, KILN_ON_ERROR_ABORT, &res) >= 0)
+			fail_msg("case %zu: the build should fail", i);
+		if (!strstr(kiln_error_last()->message, cases[i].message))
+			fail_msg("case %zu: '%s'", i, kiln_error_last()->message);
+		/* nothing kept for debugging: the instance had done its part */
+		assert_false(res.kept);
+		assert_string_equal(res.image_id, "");
+		assert_int_equal(res.n_copies, 0);
+		assert_int_equal(live_images_named(f->mc, "web-v*"), 0);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-east-1"), "web-v*"), 0);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-west-1"), "web-v*"), 0);
+		assert_clean(f);
+	}
+}
+
+static void test_cancel_while_copying(void **state)
+{
+	struct fx *f = *state;
+	kiln_build_result res;
+	/* the second region's first describe: waiting for its copy */
+	struct cancel_at at = { "images_describe", 1, 0 };
+
+	memcloud_cfg(f->mc)->image_pending_ms = 60000;
+	memcloud_on_call(memcloud_region(f->mc, "r-west-1"), cancel_hook, &at);
+	write_template(f, AWS_OPTIONS, NULL);
+	assert_int_equal(build(f, KILN_ON_ERROR_CLEANUP, &res), KILN_ECANCELLED);
+	assert_int_equal(at.seen, 1);
+	assert_int_equal(live_images_named(f->mc, "web-v*"), 0);
+	assert_int_equal(live_images_named(memcloud_region(f->mc, "r-east-1"), "web-v*"), 0);
+	assert_int_equal(live_images_named(memcloud_region(f->mc, "r-west-1"), "web-v*"), 0);
+	assert_true(has_event(f, "resource", "message", "in r-west-1"));
+	kiln_cancel_reset();
+	assert_clean(f);
+}
+
+static int crash_waiting_for_copy(void *ctx, const char *op)
+{
+	(void)ctx;
+	if (!strcmp(op, "images_describe"))
+		longjmp(crash_env, 1);
+	return 0;
+}
+
+/* SIGKILL while the copies are under way: `kiln cleanup` finds them from the journal. */
+static void test_crash_while_copying(void **state)
+{
+	struct fx *f = *state;
+	kiln_build_result res;
+	kiln_cleanup_options co = { false, NULL, 0 };
+	kiln_cleanup_result cr;
+	kiln_journal j = KILN_JOURNAL_INIT;
+	static char bid[KILN_BUILD_ID_MAX];
+	char path[4096];
+	int round;
+
+	for (round = 0; round < 2; round++) {
+		new_cloud(f);
+		fakecomm_reset();
+		write_template(f, AWS_OPTIONS, NULL);
+		memcloud_on_call(memcloud_region(f->mc, "r-east-1"), crash_waiting_for_copy, NULL);
+		memset(&res, 0, sizeof(res));
+		kiln_build_id_new(bid);
+		LSAN_OFF();
+		if (setjmp(crash_env) == 0) {
+			kiln_template *t = NULL;
+			kiln_build_options o = KILN_BUILD_OPTIONS_INIT;
+			kiln_template_load(&t, f->tpl, NULL);
+			o.comm = &fakecomm_communicator;
+			o.build_id = bid;
+			kiln_build_run(f->c, t, &o, &res);
+			fail_msg("the build should have crashed: %s", kiln_error_last()->message);
+		}
+		LSAN_ON();
+		memcloud_on_call(memcloud_region(f->mc, "r-east-1"), NULL, NULL);
+		drop_lock_fds(bid);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-east-1"), "web-v*"), 1);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-west-1"), "web-v*"), 1);
+		snprintf(path, sizeof(path), "%s/builds/%s.json", f->state, bid);
+		assert_int_equal(kiln_journal_load(&j, path), 0);
+		assert_string_equal(kiln_journal_res(&j, "copy:r-west-1", "state"), "created");
+		if (round == 1) {
+			/* as if it died inside CopyImage: no id, found by name and build-id tag */
+			json_object_del(json_object_get(json_object_get(j.doc, "resources"), "copy:r-west-1"), "id");
+			kiln_journal_res_set(&j, "copy:r-west-1", "state", "creating");
+		}
+		kiln_journal_release(&j);
+
+		assert_int_equal(kiln_cleanup_run(f->c, &co, &cr), 0);
+		/* instance, key pair, firewall, image, two copies */
+		assert_int_equal(cr.removed, 6);
+		assert_int_equal(live_images_named(f->mc, "web-v*"), 0);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-east-1"), "web-v*"), 0);
+		assert_int_equal(live_images_named(memcloud_region(f->mc, "r-west-1"), "web-v*"), 0);
+		assert_clean(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1112,6 +1379,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal_ahead_of_creation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_versions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_options_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_copying, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_while_copying, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,6 +128,24 @@ static void test_json_syntax_error(void **state)
 	kiln_jdoc_free(doc);
 }
 
+/* A message quoting the file stays one line: control characters as JSON writes them. */
+static void test_json_error_one_line(void **state)
+{
+	static const char text[] = "{\"na\\nme\": 1, \"b\": \"x\\u001by\"}";
+	static const char *const allowed[] = { "name", "b", NULL };
+	kiln_jdoc *doc = NULL;
+	json_t *root;
+	(void)state;
+	assert_int_equal(kiln_jdoc_parse(&doc, "t.json", text, strlen(text)), 0);
+	root = kiln_jdoc_root(doc);
+	assert_int_equal(kiln_jdoc_check_keys(doc, root, "template", allowed), KILN_EINVALID);
+	assert_string_equal(kiln_error_last()->message,
+			    "t.json:1:2: unknown key \"na\\nme\" in template (did you mean \"name\"?)");
+	kiln_jdoc_error(doc, root, "b", 0, "bad \"%s\"", json_string_value(json_object_get(root, "b")));
+	assert_string_equal(kiln_error_last()->message, "t.json:1:20: bad \"x\\u001by\"");
+	kiln_jdoc_free(doc);
+}
+
 static void test_atomic_write_and_mode(void **state)
 {
 	char *dir = kiln_test_mktmp(), *path = kiln_strdupf("%s/a/b/key", dir);
@@ -299,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_error_prefix_keeps_cloud_fields),
 		cmocka_unit_test(test_json_positions),
 		cmocka_unit_test(test_json_syntax_error),
+		cmocka_unit_test(test_json_error_one_line),
 		cmocka_unit_test(test_atomic_write_and_mode),
 		cmocka_unit_test(test_lock_excludes_and_dies_with_holder),
 		cmocka_unit_test(test_sleep_cancel),

@@ -209,6 +209,56 @@ static void test_errors_are_positioned(void **state)
 	parse_err("{\"name\":\"w\",", "local", "fleet.json:1:");
 }
 
+#define TG "\"target_group_arns\":[\"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/a/1\"]"
+
+/* IMDSv2 and the root volume for the fleet's instances: the aws block only, as in templates. */
+static void test_instance_options(void **state)
+{
+	kiln_fleet *f;
+	json_t *m, *rv;
+	(void)state;
+	f = parse_ok("{\"name\":\"web\",\"image\":\"web\",\"desired\":2," TG ",\n"
+		     " \"aws\":{\"metadata_options\":{\"http_tokens\":\"required\",\"http_put_response_hop_limit\":2},\n"
+		     "        \"root_volume_size_gb\":30,\"root_volume_type\":\"gp3\",\"root_volume_throughput\":300},\n"
+		     " \"local\":{\"instance_type\":\"small\"}}",
+		     "aws");
+	m = json_object_get(f->launch_options, "metadata_options");
+	assert_string_equal(json_string_value(json_object_get(m, "http_tokens")), "required");
+	assert_int_equal(json_integer_value(json_object_get(m, "http_put_response_hop_limit")), 2);
+	rv = json_object_get(f->launch_options, "root_volume");
+	assert_int_equal(json_integer_value(json_object_get(rv, "size_gb")), 30);
+	assert_string_equal(json_string_value(json_object_get(rv, "type")), "gp3");
+	assert_int_equal(json_integer_value(json_object_get(rv, "throughput")), 300);
+	assert_null(json_object_get(f->launch_options, "encrypt_volumes"));
+	kiln_fleet_free(f);
+	/* the same file on local: no options */
+	f = parse_ok("{\"name\":\"web\",\"image\":\"web\",\"desired\":2,\n"
+		     " \"aws\":{\"metadata_options\":{\"http_tokens\":\"required\"}}}", "local");
+	assert_null(f->launch_options);
+	kiln_fleet_free(f);
+	/* none given: none */
+	f = parse_ok("{\"name\":\"web\",\"image\":\"web\",\"desired\":2," TG ",\"aws\":{\"desired\":3}}", "aws");
+	assert_null(f->launch_options);
+	assert_int_equal(f->desired, 3);
+	kiln_fleet_free(f);
+
+	parse_err("{\"name\":\"w\",\"image\":\"web\",\"desired\":1," TG ",\n"
+		  " \"metadata_options\":{\"http_tokens\":\"required\"}}", "aws",
+		  "fleet.json:2:2: \"metadata_options\" is an aws option: put it in the \"aws\" block, not at the top level");
+	parse_err("{\"name\":\"w\",\"image\":\"web\",\"desired\":1,\n"
+		  " \"local\":{\"root_volume_size_gb\":8}}", "local",
+		  "fleet.json:2:11: \"root_volume_size_gb\" is an aws option: put it in the \"aws\" block, not in the \"local\" block");
+	parse_err("{\"name\":\"w\",\"image\":\"web\",\"desired\":1," TG ",\n"
+		  " \"aws\":{\"metadata_options\":{\"http_tokens\":\"always\"}}}", "aws",
+		  "fleet.json:2:43: unknown \"http_tokens\" \"always\" (required or optional)");
+	parse_err("{\"name\":\"w\",\"image\":\"web\",\"desired\":1," TG ",\n"
+		  " \"aws\":{\"root_volume_type\":\"gp2\",\"root_volume_iops\":3000}}", "aws",
+		  "fleet.json:2:53: \"root_volume_iops\" needs \"root_volume_type\" gp3, io1 or io2 (not gp2)");
+	parse_err("{\"name\":\"w\",\"image\":\"web\",\"desired\":1," TG ",\n"
+		  " \"aws\":{\"root_volume_sizegb\":8}}", "aws",
+		  "unknown key \"root_volume_sizegb\" in the \"aws\" block (did you mean \"root_volume_size_gb\"?)");
+}
+
 static void test_missing_file_is_bad_input(void **state)
 {
 	kiln_fleet *f = NULL;
@@ -225,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_provider_blocks),
 		cmocka_unit_test(test_batch_sizes),
 		cmocka_unit_test(test_errors_are_positioned),
+		cmocka_unit_test(test_instance_options),
 		cmocka_unit_test(test_missing_file_is_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -666,6 +666,56 @@ static void test_failure_in_later_batch(void **state)
 	later_batch_fails("per_batch", 2);
 }
 
+/* Every launch of the fleet carries its instance options: new batches and the relaunch of a restore. */
+static void assert_launched_with_options(struct world *w)
+{
+	const json_t *lo = memcloud_last_launch_options(w->mc);
+	assert_non_null(lo);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(lo, "metadata_options"),
+							      "http_tokens")),
+			    "required");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(lo, "root_volume"), "size_gb")),
+			 30);
+}
+
+static void test_instance_options(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	int rc;
+	(void)state;
+
+	load_fleet(w, "{\"name\":\"web\",\"image\":\"web\",\"desired\":4,\"batch_size\":1,\"retire\":\"per_batch\","
+		      "\"instance_type\":\"t3.micro\",\"target_group_arns\":[\"" TG1 "\"],"
+		      "\"health_timeout_s\":120,\"health_grace_s\":20,"
+		      "\"aws\":{\"metadata_options\":{\"http_tokens\":\"required\"},\"root_volume_size_gb\":30}}");
+	seed(w, w->v1, 4);
+	assert_int_equal(run_start(w, w->v2, &res), 0);
+	assert_int_equal(res.outcome, KILN_ROLLOUT_DONE);
+	assert_launched_with_options(w);
+	kiln_rollout_result_release(&res);
+	/* batch 3 of v3 fails: the restore relaunches v1 for the two retired, with the options */
+	w->n_hook = 3;
+	w->hook = sicken_batch;
+	memcloud_on_call(w->mc, NULL, NULL);
+	rc = run_start(w, w->v3, &res);
+	assert_true(rc < 0);
+	assert_int_equal(res.outcome, KILN_ROLLOUT_RESTORED);
+	assert_fleet(w, w->v2, 4);
+	{
+		kiln_instance_list l = { 0 };
+		kiln_instance_query q = { 0 };
+		memcloud_on_call(w->mc, NULL, NULL);
+		assert_int_equal(w->c->ops->instances_describe(w->c, &q, &l), 0);
+		/* the last launch was the restore's relaunch of v2 */
+		assert_string_equal(l.items[l.n - 1].image_id, w->v2);
+		kiln_instance_list_release(&l);
+	}
+	assert_launched_with_options(w);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
 static void test_launch_error(void **state)
 {
 	struct world *w = world_new();
@@ -1380,6 +1430,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_first_deploy),
+		cmocka_unit_test(test_instance_options),
 		cmocka_unit_test(test_batch_of_one),
 		cmocka_unit_test(test_batch_of_desired),
 		cmocka_unit_test(test_batch_percent_subnets_two_groups),

@@ -260,6 +260,186 @@ static void test_bad_keys_and_types(void **state)
 		   "web.json:6:20: bad \"ssm_parameter\" \"/kiln/x\": letters, digits, _ . - /; not under /kiln/, not starting aws or ssm");
 }
 
+static void test_aws_options(void **state)
+{
+	struct fixture *f = *state;
+	kiln_template *t = NULL;
+	kiln_template_options opts = KILN_TEMPLATE_OPTIONS_INIT;
+	json_t *lo, *m, *rv;
+
+	setenv("KILN_TEST_KEY", "arn:aws:kms:us-east-1:111122223333:key/1234", 1);
+	assert_int_equal(load(f,
+			      GOOD_HEAD
+			      "  \"region\": \"us-east-1\",\n"
+			      "  \"aws\": {\n"
+			      "    \"metadata_options\": {\"http_tokens\": \"required\", \"http_put_response_hop_limit\": 2},\n"
+			      "    \"imds_support\": \"v2.0\",\n"
+			      "    \"root_volume_size_gb\": 40, \"root_volume_type\": \"gp3\",\n"
+			      "    \"root_volume_iops\": 4000, \"root_volume_throughput\": 250,\n"
+			      "    \"encrypt_boot\": true, \"kms_key_id\": \"{{env KILN_TEST_KEY}}\",\n"
+			      "    \"ami_regions\": [\"eu-west-1\", \"us-gov-west-1\"],\n"
+			      "    \"region_kms_key_ids\": {\"eu-west-1\": \"alias/kiln\", \"us-gov-west-1\": \"mrk-1\"},\n"
+			      "    \"ami_users\": [\"111122223333\", \"444455556666\"],\n"
+			      "    \"snapshot_users\": [\"111122223333\"],\n"
+			      "    \"deprecate_at\": \"90d\",\n"
+			      "    \"launch_options\": {\"ebs_optimized\": true}\n"
+			      "  }\n"
+			      "}\n",
+			      NULL, &t),
+			 0);
+	assert_string_equal(t->imds_support, "v2.0");
+	assert_true(t->encrypt_boot);
+	assert_string_equal(t->kms_key_id, "arn:aws:kms:us-east-1:111122223333:key/1234");
+	assert_int_equal(t->ami_regions.n, 2);
+	assert_string_equal(t->ami_regions.items[1], "us-gov-west-1");
+	assert_string_equal(kiln_tags_get(&t->region_kms_key_ids, "eu-west-1"), "alias/kiln");
+	assert_int_equal(t->ami_users.n, 2);
+	assert_int_equal(t->ami_groups.n, 0);
+	assert_int_equal(t->snapshot_users.n, 1);
+	assert_int_equal(t->deprecate_after_s, 90 * 86400);
+	assert_int_equal(t->deprecate_at, 0);
+	/* what the provider gets: the typed options beside the block's own launch_options */
+	lo = t->launch_options;
+	assert_non_null(lo);
+	assert_true(json_is_true(json_object_get(lo, "ebs_optimized")));
+	m = json_object_get(lo, "metadata_options");
+	assert_string_equal(json_string_value(json_object_get(m, "http_tokens")), "required");
+	assert_int_equal(json_integer_value(json_object_get(m, "http_put_response_hop_limit")), 2);
+	assert_null(json_object_get(m, "http_endpoint"));
+	rv = json_object_get(lo, "root_volume");
+	assert_int_equal(json_integer_value(json_object_get(rv, "size_gb")), 40);
+	assert_string_equal(json_string_value(json_object_get(rv, "type")), "gp3");
+	assert_int_equal(json_integer_value(json_object_get(rv, "iops")), 4000);
+	assert_int_equal(json_integer_value(json_object_get(rv, "throughput")), 250);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(lo, "encrypt_volumes"), "kms_key_id")),
+			    "arn:aws:kms:us-east-1:111122223333:key/1234");
+	kiln_template_free(t);
+
+	/* on local the aws block is checked by `kiln validate` for aws, not used */
+	opts.provider = "local";
+	assert_int_equal(kiln_template_load(&t, f->path, &opts), 0);
+	assert_null(t->imds_support);
+	assert_false(t->encrypt_boot);
+	assert_int_equal(t->ami_regions.n, 0);
+	assert_null(t->launch_options);
+	kiln_template_free(t);
+
+	/* absolute deprecation (now is 2026-01-01), public sharing, default key for the volumes */
+	kiln_test_clock_install(1767225600000);
+	assert_int_equal(load(f,
+			      GOOD_HEAD
+			      "  \"aws\": {\"deprecate_at\": \"2027-01-31T00:00:00Z\", \"ami_groups\": [\"all\"],\n"
+			      "          \"metadata_options\": {\"http_endpoint\": \"disabled\"}, \"root_volume_size_gb\": 8}\n"
+			      "}\n",
+			      NULL, &t),
+			 0);
+	kiln_test_clock_uninstall();
+	assert_int_equal(t->deprecate_at, 1801353600);
+	assert_int_equal(t->ami_groups.n, 1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(t->launch_options, "metadata_options"),
+							      "http_endpoint")),
+			    "disabled");
+	assert_null(json_object_get(json_object_get(t->launch_options, "root_volume"), "type"));
+	assert_null(json_object_get(t->launch_options, "encrypt_volumes"));
+	kiln_template_free(t);
+
+	assert_int_equal(load(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"ami_regions\": [\"eu-west-1\"]}\n}\n",
+			      NULL, &t),
+			 0);
+	/* the default key: the copies take each region's default */
+	assert_non_null(json_object_get(t->launch_options, "encrypt_volumes"));
+	assert_null(json_object_get(json_object_get(t->launch_options, "encrypt_volumes"), "kms_key_id"));
+	kiln_template_free(t);
+	unsetenv("KILN_TEST_KEY");
+}
+
+static void test_bad_aws_options(void **state)
+{
+	struct fixture *f = *state;
+
+	/* only the aws block has them */
+	assert_bad(f, GOOD_HEAD "  \"ami_regions\": [\"eu-west-1\"]\n}\n",
+		   "web.json:6:3: \"ami_regions\" is an aws option: put it in the \"aws\" block, not at the top level");
+	assert_bad(f, GOOD_HEAD "  \"local\": {\"metadata_options\": {}}\n}\n",
+		   "web.json:6:13: \"metadata_options\" is an aws option: put it in the \"aws\" block, not in the \"local\" block");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_region\": [\"eu-west-1\"]}\n}\n",
+		   "web.json:6:11: unknown key \"ami_region\" in the \"aws\" block (did you mean \"ami_regions\"?)");
+	/* metadata options */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"metadata_options\": {\"http_tokens\": \"yes\"}}\n}\n",
+		   "web.json:6:47: unknown \"http_tokens\" \"yes\" (required or optional)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"metadata_options\": {\"http_put_response_hop_limit\": 65}}\n}\n",
+		   "web.json:6:63: \"http_put_response_hop_limit\" must be between 1 and 64, not 65");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"metadata_options\": {\"http_token\": \"required\"}}\n}\n",
+		   "web.json:6:32: unknown key \"http_token\" in \"metadata_options\" (did you mean \"http_tokens\"?)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"metadata_options\": {}}\n}\n",
+		   "web.json:6:31: \"metadata_options\" is empty: set \"http_tokens\": \"required\" for IMDSv2");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"metadata_options\": {\"http_tokens\": \"required\", \"http_endpoint\": \"disabled\"}}\n}\n",
+		   "web.json:6:76: \"http_endpoint\" \"disabled\" turns the metadata service off: leave out \"http_tokens\" and \"http_put_response_hop_limit\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"imds_support\": \"v1\"}\n}\n",
+		   "web.json:6:27: unknown \"imds_support\" \"v1\" (only \"v2.0\")");
+	/* volumes */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"gp4\"}\n}\n",
+		   "web.json:6:31: unknown \"root_volume_type\" \"gp4\" (gp3, gp2, io1, io2, st1, sc1 or standard)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"st1\", \"root_volume_size_gb\": 8}\n}\n",
+		   "web.json:6:61: \"root_volume_size_gb\" of st1 must be between 125 and 16384, not 8");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_size_gb\": 0}\n}\n",
+		   "web.json:6:34: \"root_volume_size_gb\" must be between 1 and 65536, not 0");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_iops\": 3000}\n}\n",
+		   "web.json:6:31: \"root_volume_iops\" needs \"root_volume_type\" gp3, io1 or io2");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"gp2\", \"root_volume_iops\": 3000}\n}\n",
+		   "web.json:6:58: \"root_volume_iops\" needs \"root_volume_type\" gp3, io1 or io2 (not gp2)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"gp3\", \"root_volume_iops\": 100}\n}\n",
+		   "web.json:6:58: \"root_volume_iops\" of gp3 must be between 3000 and 80000, not 100");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"io2\"}\n}\n",
+		   "web.json:6:31: \"root_volume_type\" io2 needs \"root_volume_iops\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"io1\", \"root_volume_iops\": 500, \"root_volume_throughput\": 200}\n}\n",
+		   "web.json:6:89: \"root_volume_throughput\" needs \"root_volume_type\" gp3 (not io1)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"root_volume_type\": \"gp3\", \"root_volume_throughput\": 5000}\n}\n",
+		   "web.json:6:64: \"root_volume_throughput\" of gp3 must be between 125 and 2000 MiB/s, not 5000");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"launch_options\": {\"metadata_options\": {}}, \"metadata_options\": {\"http_tokens\": \"required\"}}\n}\n",
+		   "web.json:6:30: \"launch_options\" cannot set \"metadata_options\": use the \"aws\" block's own keys (docs/templates.md)");
+	/* encryption */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"kms_key_id\": \"alias/x\"}\n}\n",
+		   "web.json:6:11: \"kms_key_id\" needs \"encrypt_boot\": true");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"kms_key_id\": \"alias/a b\"}\n}\n",
+		   "web.json:6:47: bad \"kms_key_id\" \"alias/a b\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": \"yes\"}\n}\n",
+		   "web.json:6:27: \"encrypt_boot\" must be true or false, not a string");
+	/* copies */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_regions\": [\"eu-west-1\", \"EU_WEST\"]}\n}\n",
+		   "web.json:6:40: bad region \"EU_WEST\" in \"ami_regions\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_regions\": [\"eu-west-1\", \"eu-west-1\"]}\n}\n",
+		   "web.json:6:40: \"eu-west-1\" is listed twice in \"ami_regions\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_regions\": []}\n}\n",
+		   "web.json:6:26: \"ami_regions\" is empty: leave it out");
+	assert_bad(f, GOOD_HEAD "  \"region\": \"eu-west-1\",\n  \"aws\": {\"ami_regions\": [\"eu-west-1\"]}\n}\n",
+		   "web.json:7:27: \"ami_regions\" lists the build's own region \"eu-west-1\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"kms_key_id\": \"alias/a\", \"ami_regions\": [\"eu-west-1\"]}\n}\n",
+		   "web.json:6:74: copying to \"eu-west-1\" needs a key of that region: add it to \"region_kms_key_ids\" (\"kms_key_id\" is a key of the build's region)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"ami_regions\": [\"eu-west-1\"], \"region_kms_key_ids\": {\"us-west-2\": \"k\"}}\n}\n",
+		   "web.json:6:86: \"region_kms_key_ids\" names \"us-west-2\", which is not in \"ami_regions\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_regions\": [\"eu-west-1\"], \"region_kms_key_ids\": {\"eu-west-1\": \"k\"}}\n}\n",
+		   "web.json:6:41: \"region_kms_key_ids\" needs \"encrypt_boot\": true");
+	/* sharing */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"ami_users\": [\"12345\"]}\n}\n",
+		   "web.json:6:25: bad account id (12 digits) \"12345\" in \"ami_users\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"snapshot_groups\": [\"everyone\"]}\n}\n",
+		   "web.json:6:31: bad group (only \"all\") \"everyone\" in \"snapshot_groups\"");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"ami_groups\": [\"all\"]}\n}\n",
+		   "web.json:6:33: an encrypted image cannot be made public");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"encrypt_boot\": true, \"ami_users\": [\"111122223333\"]}\n}\n",
+		   "web.json:6:33: an image encrypted with the default EBS key cannot be shared: set \"kms_key_id\" to a customer managed key the accounts may use");
+	/* deprecation */
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"deprecate_at\": \"2001-01-01T00:00:00Z\"}\n}\n",
+		   "web.json:6:27: \"deprecate_at\" 2001-01-01T00:00:00Z is in the past");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"deprecate_at\": \"soon\"}\n}\n",
+		   "web.json:6:27: bad \"deprecate_at\" \"soon\": a UTC time such as 2027-01-31T00:00:00Z, or a time from the build such as 90d or 36h");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"deprecate_at\": \"4000d\"}\n}\n",
+		   "web.json:6:27: \"deprecate_at\" is more than 10 years away (EC2's limit)");
+	assert_bad(f, GOOD_HEAD "  \"aws\": {\"deprecate_at\": \"0d\"}\n}\n",
+		   "web.json:6:27: bad \"deprecate_at\" \"0d\": a UTC time such as 2027-01-31T00:00:00Z, or a time from the build such as 90d or 36h");
+}
+
 static void test_bad_required(void **state)
 {
 	struct fixture *f = *state;
@@ -532,6 +712,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_good_template, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provider_precedence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_keys_and_types, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_aws_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_aws_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_cidrs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_variables, setup, teardown),

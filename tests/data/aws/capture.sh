@@ -51,6 +51,12 @@ q ec2 ec2-create-image.xml "Action=CreateImage&$E&InstanceId=$i1&Name=web-v1&Des
 ami=$(x ec2-create-image.xml imageId)
 q ec2 ec2-describe-images.xml "Action=DescribeImages&$E&Owner.1=self&Filter.1.Name=tag-key&Filter.1.Value.1=kiln%3Aimage"
 snap=$(x ec2-describe-images.xml snapshotId)
+q ec2 ec2-copy-image.xml "Action=CopyImage&$E&SourceImageId=$ami&SourceRegion=us-east-1&Name=web-v1&Description=kiln&ClientToken=kiln-copy-1"
+q ec2 ec2-modify-image-attribute.xml "Action=ModifyImageAttribute&$E&ImageId=$ami&LaunchPermission.Add.1.UserId=111122223333"
+q ec2 ec2-modify-snapshot-attribute.xml "Action=ModifySnapshotAttribute&$E&SnapshotId=$snap&Attribute=createVolumePermission&CreateVolumePermission.Add.1.UserId=111122223333"
+q ec2 ec2-describe-images-source.xml "Action=DescribeImages&$E&ImageId.1=ami-03cf127a"
+# moto has no EnableImageDeprecation (HTML 500): ec2-enable-image-deprecation.xml is
+# written by hand after the EC2 API reference's example reply
 q ec2 ec2-create-tags.xml "Action=CreateTags&$E&ResourceId.1=$snap&Tag.1.Key=kiln%3Aimage&Tag.1.Value=web"
 q ec2 ec2-describe-snapshots.xml "Action=DescribeSnapshots&$E&Owner.1=self&Filter.1.Name=tag%3Akiln%3Aimage&Filter.1.Value.1=web"
 q ec2 ec2-import-key-pair.xml "Action=ImportKeyPair&$E&KeyName=kiln-b-1&PublicKeyMaterial=c3NoLWVkMjU1MTkgQUFBQUMzTnphQzFsWkRJMU5URTVBQUFBSUdxZDRXQ1h5V1Z5Y0l4S0ZsT1lrNUZ0b0NmN2VJTUdaZ2VBNnNyWlBYSzMgdGVzdA%3D%3D&TagSpecification.1.ResourceType=key-pair&$T"
