@@ -2,11 +2,29 @@
 
 static _Thread_local kiln_error last_error;
 
+/*
+ * A message is one line whatever it quotes: cloud replies, file contents and
+ * peer output may hold newlines or terminal escapes, and the CLI prints the
+ * message as one line (and a log reader must not be fooled by a forged one).
+ * Line breaks and tabs become spaces, other control bytes '?'.
+ */
+static void one_line(char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\n' || c == '\r' || c == '\t')
+			*s = ' ';
+		else if (c < 0x20 || c == 0x7f)
+			*s = '?';
+	}
+}
+
 int kiln_error_vset(int code, const char *fmt, va_list ap)
 {
 	memset(&last_error, 0, sizeof(last_error));
 	last_error.code = code;
 	vsnprintf(last_error.message, sizeof(last_error.message), fmt, ap);
+	one_line(last_error.message);
 	return code;
 }
 
@@ -54,6 +72,7 @@ int kiln_error_prefix(const char *fmt, ...)
 	va_end(ap);
 	memcpy(old, last_error.message, sizeof(old));
 	snprintf(last_error.message, sizeof(last_error.message), "%s: %s", head, old);
+	one_line(last_error.message);
 	if (last_error.code == 0)
 		last_error.code = KILN_ERROR;
 	return last_error.code;

@@ -46,6 +46,17 @@ static void test_view_and_parse(void **state)
 	assert_int_equal(v, 42);
 }
 
+/* whatever a message quotes, it stays one printable line */
+static void test_error_one_line(void **state)
+{
+	(void)state;
+	kiln_error_set(KILN_ERROR, "reply \"%s\"", "a\nb\r\tc\x1b[31md\x7f");
+	assert_string_equal(kiln_error_last()->message, "reply \"a b  c?[31md?\"");
+	kiln_error_prefix("at %s", "x\ny");
+	assert_string_equal(kiln_error_last()->message, "at x y: reply \"a b  c?[31md?\"");
+	kiln_error_clear();
+}
+
 static void test_error_prefix_keeps_cloud_fields(void **state)
 {
 	const kiln_error *e;
@@ -314,6 +325,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_view_and_parse),
+		cmocka_unit_test(test_error_one_line),
 		cmocka_unit_test(test_error_prefix_keeps_cloud_fields),
 		cmocka_unit_test(test_json_positions),
 		cmocka_unit_test(test_json_syntax_error),
