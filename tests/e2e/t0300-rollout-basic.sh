@@ -79,6 +79,17 @@ test_expect_success 'rollback --to 1' '
 	check_fleet $V1 4
 '
 
+test_expect_success 'the aws block'"'"'s instance options reach every fleet instance (IMDSv2, root volume)' '
+	write_fleet opts.json 4 2 per_batch "{\"aws\": {\"metadata_options\": {\"http_tokens\": \"required\", \"http_put_response_hop_limit\": 1}, \"root_volume_size_gb\": 30, \"root_volume_type\": \"gp3\"}}" &&
+	"$KILN" rollout opts.json --image web@2 2>err &&
+	check_fleet $V2 4 &&
+	moto_cli ec2 describe-instances --filters Name=tag:kiln:fleet,Values=web \
+		Name=instance-state-name,Values=pending,running >insts.json &&
+	jq -e "[.Reservations[].Instances[]] | length == 4 and all(.MetadataOptions.HttpTokens == \"required\" and .MetadataOptions.HttpPutResponseHopLimit == 1)" insts.json &&
+	"$KILN" rollback opts.json --to 1 2>err &&
+	check_fleet $V1 4
+'
+
 test_expect_success 'a live rollout elsewhere holds the lock: exit 5, naming it' '
 	now=$(date +%s) &&
 	moto_cli ssm put-parameter --name /kiln/fleets/web/lock --type String --value \
