@@ -611,7 +611,7 @@ class Front:
         with self.lock:
             self.stats = {"requests": collections.Counter(), "forwarded": collections.Counter(),
                           "faults": collections.Counter(), "throttled_by_action": collections.Counter(),
-                          "throttled": 0, "total": 0, "total_forwarded": 0,
+                          "bucket_tokens": collections.Counter(), "throttled": 0, "total": 0, "total_forwarded": 0,
                           "client_token_replays": 0}
             self.rng = random.Random(self.cfg["seed"])
             self.script = [dict(r, seen=0, used=0) for r in self.cfg["fault_script"]]
@@ -641,6 +641,7 @@ class Front:
             return {"requests": dict(s["requests"]), "forwarded": dict(s["forwarded"]),
                     "faults": dict(s["faults"]), "throttled": s["throttled"],
                     "throttled_by_action": dict(s["throttled_by_action"]),
+                    "bucket_tokens": {k: round(v, 3) for k, v in s["bucket_tokens"].items()},
                     "total": s["total"], "total_forwarded": s["total_forwarded"],
                     "client_token_replays": s["client_token_replays"]}
 
@@ -764,13 +765,18 @@ class Front:
                     b = self.buckets[key] = Bucket(burst, rate, self.now())
                 if not b.take(1, self.now()):
                     return False, cls
+                # what each bucket gave, so a benchmark can compute the least time
+                # the buckets allow for the calls a run made
+                self.stats["bucket_tokens"]["/".join(key) if isinstance(key, tuple) else key] += 1
             if req.service == "ec2" and req.action in self.cfg["resource_buckets"]:
                 b = self.rbuckets.get(req.action)
                 if b is None:
                     burst, rate = self.cfg["resource_buckets"][req.action]
                     b = self.rbuckets[req.action] = Bucket(burst, rate, self.now())
-                if not b.take(self._resource_cost(req), self.now()):
+                cost = self._resource_cost(req)
+                if not b.take(cost, self.now()):
                     return False, "resource:" + req.action
+                self.stats["bucket_tokens"]["resource:" + req.action] += min(float(cost), b.burst)
             return True, cls
 
     # ---- forwarding

@@ -723,6 +723,8 @@ class TestBuckets(FrontCase):
         self.assertEqual(s["throttled"], 1 + results.count(False))
         self.assertEqual(s["requests"]["ec2:DescribeVpcs"], 11)
         self.assertEqual(s["forwarded"]["ec2:DescribeVpcs"], 1 + results.count(True))
+        # bucket_tokens: what each bucket gave (throttled requests took nothing)
+        self.assertEqual(s["bucket_tokens"], {"describe": 1 + results.count(True), "mutating": 1})
 
     def test_action_bucket_and_action_scope(self):
         configure(buckets={"RunInstances": [2, 0.01], "describe": [2, 0.01]},
@@ -770,6 +772,9 @@ class TestBuckets(FrontCase):
         self.assertEqual(len(self.moto_instances()), 5)
         advance(300)  # 3 tokens back
         self.launch(3)
+        # one token per instance of the launches that passed (3 + 2 + 3); the
+        # refused launch drew nothing
+        self.assertEqual(stats()["bucket_tokens"], {"resource:RunInstances": 8})
 
     def test_other_services_only_by_explicit_entry(self):
         configure(buckets={"describe": [1, 0.01], "elasticloadbalancing:*": [1, 0.01]})
