@@ -696,10 +696,48 @@ static int observe(struct engine *e, int mask)
 	return 0;
 }
 
+/* the shortest poll interval: a describe and a health call per round is cheap, not free */
+#define POLL_FLOOR_MS 100
+
+/*
+ * The fastest check interval of the fleet's balancers (ms), 0 if none says:
+ * what lb_open reported, else the fleet's own setting (local balancers).
+ */
+static uint64_t check_interval_ms(const struct engine *e)
+{
+	uint64_t best = 0;
+	size_t i;
+	for (i = 0; i < e->n_lbs; i++) {
+		int s = e->lbs[i].info.health_interval_s > 0 ? e->lbs[i].info.health_interval_s
+							     : e->lbs[i].lb->interval_s;
+		if (s > 0 && (!best || (uint64_t)s * 1000 < best))
+			best = (uint64_t)s * 1000;
+	}
+	return best;
+}
+
+/*
+ * The poll schedule: 1 s backing off to 5 s, but never slower than half the
+ * balancers' check interval (and starting at most at a quarter of it). A
+ * balancer changes a target's health at most once a check, so polling at
+ * half its interval sees each change within one interval even counting
+ * the round's own time; with checks every second (local fleets) a batch
+ * otherwise lost 0.5-1.5 s per change it waited for. Slow checks (ELB's
+ * 30 s) keep 1 s -> 5 s: no more calls than before.
+ */
 static void poll_reset(struct engine *e)
 {
-	kiln_backoff_init(&e->bo, e->o->poll_first_ms ? e->o->poll_first_ms : 1000,
-			  e->o->poll_max_ms ? e->o->poll_max_ms : 5000);
+	uint64_t first = e->o->poll_first_ms ? e->o->poll_first_ms : 1000;
+	uint64_t max = e->o->poll_max_ms ? e->o->poll_max_ms : 5000;
+	uint64_t check = check_interval_ms(e);
+
+	if (check) {
+		uint64_t cap = KILN_MAX(check / 2, (uint64_t)POLL_FLOOR_MS);
+		max = KILN_MIN(max, cap);
+		if (!e->o->poll_first_ms)
+			first = KILN_MIN(first, KILN_MAX(cap / 2, (uint64_t)POLL_FLOOR_MS));
+	}
+	kiln_backoff_init(&e->bo, KILN_MIN(first, max), max);
 }
 
 /* Sleeps the next interval (reset to fast by a change), never past until_ms. */

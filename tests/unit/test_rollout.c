@@ -1207,6 +1207,81 @@ static void test_polling_independent_of_fleet_size(void **state)
 }
 
 /*
+ * How late the engine sees a change: memcloud makes a registered target
+ * healthy health_initial_ms after its registration; the engine's "healthy"
+ * event comes at its next poll. With checks every second (local fleets)
+ * that must be within half a second; with ELB's slow checks the schedule
+ * stays 1 s backing off to 5 s.
+ */
+struct reaction {
+	char ids[32][KILN_ID_MAX];
+	uint64_t registered_ms[32];
+	size_t n;
+	uint64_t worst_ms;
+	uint64_t initial_ms;
+	unsigned seen;
+};
+
+static void on_reaction(void *ctx, const kiln_event *ev)
+{
+	struct reaction *r = ctx;
+	const char *id = json_string_value(json_object_get(ev->fields, "id"));
+	const char *action = json_string_value(json_object_get(ev->fields, "action"));
+	const char *health = json_string_value(json_object_get(ev->fields, "health"));
+	size_t i;
+
+	if (!id)
+		return;
+	if (!strcmp(ev->name, "resource") && action && !strcmp(action, "registered") && r->n < 32) {
+		snprintf(r->ids[r->n], KILN_ID_MAX, "%s", id);
+		r->registered_ms[r->n++] = kiln_clock_now_ms();
+	} else if (!strcmp(ev->name, "health") && health && !strcmp(health, "healthy")) {
+		for (i = 0; i < r->n; i++) {
+			uint64_t late;
+			if (strcmp(r->ids[i], id))
+				continue;
+			late = kiln_clock_now_ms() - (r->registered_ms[i] + r->initial_ms);
+			r->worst_ms = KILN_MAX(r->worst_ms, late);
+			r->seen++;
+		}
+	}
+}
+
+static uint64_t reaction_with_interval(int interval_s)
+{
+	struct world *w = world_new();
+	struct reaction r;
+	kiln_events ev = { on_reaction, &r };
+	kiln_rollout_opts o = opts_for(w, &ev);
+	kiln_rollout_result res;
+	kiln_image img;
+
+	memset(&r, 0, sizeof(r));
+	memcloud_cfg(w->mc)->health_interval_s = interval_s;
+	r.initial_ms = memcloud_cfg(w->mc)->health_initial_ms;
+	seed(w, w->v1, 4);
+	image_of(w, w->v2, &img);
+	assert_int_equal(kiln_rollout_start(&res, &o, &img, "rollout"), 0);
+	assert_int_equal(r.seen, 4); /* every new instance, one batch each */
+	assert_fleet(w, w->v2, 4);
+	kiln_image_release(&img);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+	return r.worst_ms;
+}
+
+static void test_polls_within_half_a_check_interval(void **state)
+{
+	(void)state;
+	/* checks every 1 s: seen within 0.5 s (1 s backing off 1.5x saw it up to 1.75 s late) */
+	assert_true(reaction_with_interval(1) <= 500);
+	assert_true(reaction_with_interval(4) <= 2000);
+	/* ELB's default 30 s: the usual 1 s -> 5 s schedule, never slower */
+	assert_true(reaction_with_interval(30) <= 5000);
+	assert_true(reaction_with_interval(30) > 500);
+}
+
+/*
  * What each describe lists: after the one describe of the whole fleet at the
  * start, a rollout describes only the batch coming up (old instances are
  * followed through the balancers), so no call grows with the fleet.
@@ -1456,6 +1531,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_while_retiring),
 		cmocka_unit_test(test_cancel_before_launch),
 		cmocka_unit_test(test_polling_independent_of_fleet_size),
+		cmocka_unit_test(test_polls_within_half_a_check_interval),
 		cmocka_unit_test(test_describes_list_one_batch),
 		cmocka_unit_test(test_dry_run_changes_nothing),
 		cmocka_unit_test(test_status_shows_interrupted),
