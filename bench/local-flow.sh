@@ -39,7 +39,8 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 DIR=$(mktemp -d /tmp/kiln-bench-flow.XXXXXX)
 export KILN_STATE_DIR=$DIR/state
 . scripts/lib-load.sh
-trap 'load_kill; [ -z "${TRACE_PID:-}" ] || kill "$TRACE_PID" 2>/dev/null; "$KILN" local down --purge >/dev/null 2>&1; rm -rf "$DIR"' EXIT
+# (set -e holds in the trap too: nothing in it may fail before the cleanup)
+trap 'load_kill; [ -z "${TRACE_PID:-}" ] || kill "$TRACE_PID" 2>/dev/null || true; "$KILN" local down --purge >/dev/null 2>&1; rm -rf "$DIR"' EXIT
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 on() {
@@ -169,7 +170,8 @@ for mode in idle load; do
 		echo "  to web@$v (load average $load0): $line"
 		if [ -n "$TRACE_PID" ]; then
 			kill "$TRACE_PID"
-			wait "$TRACE_PID" 2>/dev/null
+			wait "$TRACE_PID" 2>/dev/null || true
+			TRACE_PID=
 			python3 bench/local-flow-trace.py report "$DIR/ro.json" "$DIR/trace.jsonl" 2 1
 		fi
 	done
