@@ -758,6 +758,15 @@ int kiln_local_lb_status(kiln_local *l, json_t *out_array)
 						    : KILN_HEALTH_UNKNOWN;
 			if (!pid || !rows)
 				snprintf(reason, sizeof(reason), "%s", pid ? "not root" : "balancer stopped");
+			if (!copy.draining && instance_gone(l, copy.id)) {
+				/*
+				 * As lb_health says: after `kiln local down` a restarted HAProxy
+				 * loads its servers UP from the state file until their checks
+				 * fail, but a stopped instance serves nothing.
+				 */
+				h = KILN_HEALTH_UNUSED;
+				snprintf(reason, sizeof(reason), "Target.InvalidState: the instance is not running");
+			}
 			json_array_append_new(servers,
 					      json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", copy.id, "addr",
 							copy.addr, "port", copy.port, "health",
