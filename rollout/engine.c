@@ -741,13 +741,14 @@ static uint64_t check_interval_ms(const struct engine *e)
 }
 
 /*
- * The poll schedule: 1 s backing off to 5 s, but never slower than half the
- * balancers' check interval (and starting at most at a quarter of it). A
- * balancer changes a target's health at most once a check, so polling at
- * half its interval sees each change within one interval even counting
- * the round's own time; with checks every second (local fleets) a batch
- * otherwise lost 0.5-1.5 s per change it waited for. Slow checks (ELB's
- * 30 s) keep 1 s -> 5 s: no more calls than before.
+ * The poll schedule: 1 s backing off to 5 s, but never slower than a
+ * quarter of the balancers' check interval (and starting at an eighth of
+ * it). A balancer changes a target's health at most once a check, so kiln
+ * sees each change well within one interval, even counting the round's own
+ * time. With checks every second (local fleets) a batch waits for two
+ * changes (running, then healthy), and 1 s backing off 1.5x saw each 0.5-1.5 s
+ * late; at half the interval still 0.25 s on average. Slow checks (ELB's
+ * 30 s by default) keep 1 s -> 5 s: no more calls than before.
  */
 static void poll_reset(struct engine *e)
 {
@@ -756,7 +757,7 @@ static void poll_reset(struct engine *e)
 	uint64_t check = check_interval_ms(e);
 
 	if (check) {
-		uint64_t cap = KILN_MAX(check / 2, (uint64_t)POLL_FLOOR_MS);
+		uint64_t cap = KILN_MAX(check / 4, (uint64_t)POLL_FLOOR_MS);
 		max = KILN_MIN(max, cap);
 		if (!e->o->poll_first_ms)
 			first = KILN_MIN(first, KILN_MAX(cap / 2, (uint64_t)POLL_FLOOR_MS));
