@@ -13,6 +13,9 @@
 #   to drained); the final termination of the old instances is shown apart.
 #   Per batch: launch -> running (as the engine saw it), registered -> healthy.
 #   Run idle and under wrk (scripts/lib-load.sh): requests sent and failed.
+# - with KILN_BENCH_TRACE=1, where each batch's time goes: the engine's events
+#   beside what bench/local-flow-trace.py sees from outside every 100 ms
+#   (sshd and the application answering, HAProxy's server states)
 #
 # Uses its own state dir, subnet, bridge and port; takes everything down at
 # the end. The base image comes from $KILN_LOCAL_BASE_CACHE (default
@@ -36,7 +39,8 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 DIR=$(mktemp -d /tmp/kiln-bench-flow.XXXXXX)
 export KILN_STATE_DIR=$DIR/state
 . scripts/lib-load.sh
-trap 'load_kill; "$KILN" local down --purge >/dev/null 2>&1; rm -rf "$DIR"' EXIT
+# (set -e holds in the trap too: nothing in it may fail before the cleanup)
+trap 'load_kill; [ -z "${TRACE_PID:-}" ] || kill "$TRACE_PID" 2>/dev/null || true; "$KILN" local down --purge >/dev/null 2>&1; rm -rf "$DIR"' EXIT
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 on() {
@@ -149,13 +153,26 @@ for mode in idle load; do
 	for i in $(seq 1 "$RUNS"); do
 		v=$(( 3 - cur ))
 		cur=$v
+		TRACE_PID=
+		if [ "${KILN_BENCH_TRACE:-0}" = 1 ]; then
+			rm -f "$DIR/trace.jsonl"
+			python3 bench/local-flow-trace.py sample "$KILN_STATE_DIR" bench "$DIR/trace.jsonl" &
+			TRACE_PID=$!
+		fi
 		[ $mode = load ] && load_start "$URL" "$DIR/wrk"
+		load0=$(cut -d' ' -f1 /proc/loadavg)
 		"$KILN" rollout "$DIR/fleet.json" --image "web@$v" --json >"$DIR/ro.json" 2>/dev/null || echo "  rollout to web@$v failed"
 		line=$(analyse "$DIR/ro.json" 2>&1) || line="no figures: $line"
 		if [ $mode = load ]; then
 			load_stop
 			line="$line; requests $LOAD_SENT sent, $LOAD_FAILED failed"
 		fi
-		echo "  to web@$v: $line"
+		echo "  to web@$v (load average $load0): $line"
+		if [ -n "$TRACE_PID" ]; then
+			kill "$TRACE_PID"
+			wait "$TRACE_PID" 2>/dev/null || true
+			TRACE_PID=
+			python3 bench/local-flow-trace.py report "$DIR/ro.json" "$DIR/trace.jsonl" 2 1
+		fi
 	done
 done

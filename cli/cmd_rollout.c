@@ -39,9 +39,13 @@ static void print_plan(const json_t *p)
 	       json_string_value(json_object_get(p, "provider")));
 	if (!json_array_size(from))
 		printf("no instances");
-	json_array_foreach(from, i, v)
+	json_array_foreach(from, i, v) {
+		json_int_t stopped = json_integer_value(json_object_get(v, "stopped"));
 		printf("%s%s x%lld", i ? " + " : "", json_string_value(json_object_get(v, "image")),
 		       (long long)json_integer_value(json_object_get(v, "count")));
+		if (stopped)
+			printf(" (+%lld stopped)", (long long)stopped);
+	}
 	printf(" -> %s x%lld\n", json_string_value(json_object_get(p, "to_image")),
 	       (long long)json_integer_value(json_object_get(p, "desired")));
 	if (json_is_true(json_object_get(p, "nothing_to_do"))) {
@@ -66,6 +70,14 @@ static void print_plan(const json_t *p)
 			json_array_foreach(json_object_get(b, "deregisters"), j, id)
 				printf(" %s", json_string_value(id));
 		}
+		printf("\n");
+	}
+	if (json_array_size(json_object_get(p, "stopped"))) {
+		printf("  then terminate %zu stopped instance%s (they serve nothing):",
+		       json_array_size(json_object_get(p, "stopped")),
+		       json_array_size(json_object_get(p, "stopped")) == 1 ? "" : "s");
+		json_array_foreach(json_object_get(p, "stopped"), i, v)
+			printf(" %s", json_string_value(v));
 		printf("\n");
 	}
 	if ((lock = json_object_get(p, "lock")))

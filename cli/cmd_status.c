@@ -28,9 +28,15 @@ static void print_status(const json_t *st)
 	const json_t *state = json_object_get(st, "state"), *ro = json_object_get(st, "rollout"), *v, *lb;
 	size_t i, l;
 
-	printf("fleet '%s' (%s): %zu instance%s, %lld desired\n", str(st, "fleet"), str(st, "provider"),
+	json_int_t stopped = json_integer_value(json_object_get(st, "stopped"));
+
+	printf("fleet '%s' (%s): %zu instance%s (%lld serving", str(st, "fleet"), str(st, "provider"),
 	       json_array_size(insts), json_array_size(insts) == 1 ? "" : "s",
-	       (long long)json_integer_value(json_object_get(st, "desired")));
+	       (long long)json_integer_value(json_object_get(st, "serving")));
+	if (stopped)
+		printf(", %lld stopped: the next rollout terminates %s", (long long)stopped,
+		       stopped == 1 ? "it" : "them");
+	printf("), %lld desired\n", (long long)json_integer_value(json_object_get(st, "desired")));
 	if (state)
 		printf("image: %s; rollback target: %s; last rollout %s: %s\n", str(state, "current_image"),
 		       str(state, "previous_image"), str(state, "last_rollout_id"), str(state, "last_result"));

@@ -102,9 +102,29 @@ int kiln_local_lb_conf_from(kiln_local_lb_conf *conf, const kiln_lb *lb)
 	return 0;
 }
 
+/*
+ * A server that is down (a new one still booting, or one that failed) is
+ * checked every quarter interval (downinter, at least 100 ms): it costs a
+ * refused connect, and the balancer then notices within a quarter interval
+ * that the application answers, instead of up to a whole interval later.
+ * Rise and fall still count checks a full interval apart: after the first
+ * pass (or fail) HAProxy checks at fastinter, which defaults to inter. A
+ * new server's first check runs as it is added, usually before its
+ * application answers, so without this it waited a whole interval for the
+ * next: rise x interval from registration, not (rise - 1) x interval from
+ * the moment the application answered.
+ */
+void kiln_local_haproxy_check_args(char *out, size_t size, const kiln_local_lb_conf *conf)
+{
+	int down_ms = KILN_MAX(conf->interval_s * 1000 / 4, 100);
+	snprintf(out, size, "check inter %ds downinter %dms rise %d fall %d", conf->interval_s, down_ms,
+		 conf->rise, conf->fall);
+}
+
 int kiln_local_haproxy_config(kiln_buf *out, const kiln_local_lb_conf *conf,
 			      const kiln_local_lb_server *servers, size_t n)
 {
+	char check[128];
 	size_t i;
 	int error;
 
@@ -147,10 +167,10 @@ int kiln_local_haproxy_config(kiln_buf *out, const kiln_local_lb_conf *conf,
 		"    default-server inter %ds rise %d fall %d\n",
 		conf->name, conf->socket_path, conf->state_path, conf->listen, conf->health_path,
 		conf->interval_s, conf->rise, conf->fall);
+	kiln_local_haproxy_check_args(check, sizeof(check), conf);
 	for (i = 0; error == 0 && i < n; i++)
-		error = kiln_buf_printf(out, "    server %s %s:%d check inter %ds rise %d fall %d%s\n",
-					servers[i].id, servers[i].addr, servers[i].port, conf->interval_s,
-					conf->rise, conf->fall, servers[i].draining ? " disabled" : "");
+		error = kiln_buf_printf(out, "    server %s %s:%d %s%s\n", servers[i].id, servers[i].addr,
+					servers[i].port, check, servers[i].draining ? " disabled" : "");
 	return error;
 }
 

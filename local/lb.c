@@ -442,7 +442,7 @@ int kiln_local_lb_register(kiln_cloud *c, const kiln_lb *lb, const char *const *
 	ready = true;
 	for (i = 0; i < n; i++) {
 		kiln_local_lb_server *have = lb_find(&st, ids[i]), srv;
-		char addr[16];
+		char addr[16], check[128];
 
 		if ((error = instance_addr(l, ids[i], addr)) < 0)
 			goto done;
@@ -464,9 +464,9 @@ int kiln_local_lb_register(kiln_cloud *c, const kiln_lb *lb, const char *const *
 			goto done;
 		}
 		/* HAProxy 2.6 does not apply default-server's inter to dynamic servers */
-		if ((error = lb_cmd(&st, &out, "add server be/%s %s:%d check inter %ds rise %d fall %d",
-				    ids[i], addr, st.conf.target_port, st.conf.interval_s, st.conf.rise,
-				    st.conf.fall)) < 0)
+		kiln_local_haproxy_check_args(check, sizeof(check), &st.conf);
+		if ((error = lb_cmd(&st, &out, "add server be/%s %s:%d %s", ids[i], addr,
+				    st.conf.target_port, check)) < 0)
 			goto done;
 		if (!strstr(out.ptr, "New server registered") && !strstr(out.ptr, "Already exists")) {
 			kiln_buf_rtrim(&out);
@@ -758,6 +758,15 @@ int kiln_local_lb_status(kiln_local *l, json_t *out_array)
 						    : KILN_HEALTH_UNKNOWN;
 			if (!pid || !rows)
 				snprintf(reason, sizeof(reason), "%s", pid ? "not root" : "balancer stopped");
+			if (!copy.draining && instance_gone(l, copy.id)) {
+				/*
+				 * As lb_health says: after `kiln local down` a restarted HAProxy
+				 * loads its servers UP from the state file until their checks
+				 * fail, but a stopped instance serves nothing.
+				 */
+				h = KILN_HEALTH_UNUSED;
+				snprintf(reason, sizeof(reason), "Target.InvalidState: the instance is not running");
+			}
 			json_array_append_new(servers,
 					      json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", copy.id, "addr",
 							copy.addr, "port", copy.port, "health",

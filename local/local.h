@@ -203,6 +203,11 @@ typedef struct kiln_local_lb_server {
 bool kiln_local_lb_name_valid(const char *name);
 /* Checks and fills conf from lb (defaults: listen 127.0.0.1:8080, /, 2 s, rise 2, fall 2, port 80). */
 int kiln_local_lb_conf_from(kiln_local_lb_conf *conf, const kiln_lb *lb);
+/*
+ * A server line's check settings, "check inter 1s downinter 250ms rise 2 fall 2",
+ * the same in the config file and in `add server`.
+ */
+void kiln_local_haproxy_check_args(char *out, size_t size, const kiln_local_lb_conf *conf);
 /* The whole haproxy.cfg for conf and its servers (draining ones disabled). */
 int kiln_local_haproxy_config(kiln_buf *out, const kiln_local_lb_conf *conf,
 			      const kiln_local_lb_server *servers, size_t n);

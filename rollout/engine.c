@@ -33,6 +33,13 @@ struct old {
 	char id[KILN_ID_MAX];
 	int64_t launch_time;
 	bool terminated; /* asked of the cloud by this process */
+	/*
+	 * Stopped (or stopping) when the rollout began: e.g. by `kiln local
+	 * down`, or by hand. It serves nothing, so it is neither counted nor
+	 * retired batch by batch: it goes with the rest of the old fleet once
+	 * the new one is complete (a failure leaves it as it was).
+	 */
+	bool stopped;
 };
 
 /* What the engine remembers of an instance between poll rounds. */
@@ -174,6 +181,12 @@ static bool inst_alive(const kiln_instance *i)
 	return i->state == KILN_INSTANCE_PENDING || i->state == KILN_INSTANCE_RUNNING;
 }
 
+/* Stopped or on its way: not serving, but still the fleet's (and still costing a disk). */
+static bool inst_stopped(const kiln_instance *i)
+{
+	return i->state == KILN_INSTANCE_STOPPING || i->state == KILN_INSTANCE_STOPPED;
+}
+
 static unsigned tag_uint(const kiln_instance *i, const char *key)
 {
 	const char *s = kiln_tags_get(&i->tags, key);
@@ -230,10 +243,11 @@ static int remember_olds(struct engine *e)
 	for (i = 0; i < e->insts.n; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
 		struct old *o = &e->olds[e->n_olds];
-		if (!inst_alive(inst) || !is_old(e, inst))
+		if (!(inst_alive(inst) || inst_stopped(inst)) || !is_old(e, inst))
 			continue;
 		snprintf(o->id, sizeof(o->id), "%s", inst->id);
 		o->launch_time = inst->launch_time;
+		o->stopped = inst_stopped(inst);
 		e->n_olds++;
 	}
 	return 0;
@@ -279,6 +293,16 @@ static const char *label(const struct engine *e, const char *image_id)
 		return buf[next];
 	}
 	return image_id;
+}
+
+/* What the fleet ran before the rollout, for messages: "web@6", an image id, or "no image". */
+static const char *from_label(const struct engine *e)
+{
+	if (e->lock.from_image[0])
+		return e->lock.from_image;
+	if (e->lock.from_image_id[0])
+		return label(e, e->lock.from_image_id);
+	return "no image";
 }
 
 /* Learns the names of the images in ids (one images_describe); failures only cost names. */
@@ -696,10 +720,49 @@ static int observe(struct engine *e, int mask)
 	return 0;
 }
 
+/* the shortest poll interval: a describe and a health call per round is cheap, not free */
+#define POLL_FLOOR_MS 100
+
+/*
+ * The fastest check interval of the fleet's balancers (ms), 0 if none says:
+ * what lb_open reported, else the fleet's own setting (local balancers).
+ */
+static uint64_t check_interval_ms(const struct engine *e)
+{
+	uint64_t best = 0;
+	size_t i;
+	for (i = 0; i < e->n_lbs; i++) {
+		int s = e->lbs[i].info.health_interval_s > 0 ? e->lbs[i].info.health_interval_s
+							     : e->lbs[i].lb->interval_s;
+		if (s > 0 && (!best || (uint64_t)s * 1000 < best))
+			best = (uint64_t)s * 1000;
+	}
+	return best;
+}
+
+/*
+ * The poll schedule: 1 s backing off to 5 s, but never slower than a
+ * quarter of the balancers' check interval (and starting at an eighth of
+ * it). A balancer changes a target's health at most once a check, so kiln
+ * sees each change well within one interval, even counting the round's own
+ * time. With checks every second (local fleets) a batch waits for two
+ * changes (running, then healthy), and 1 s backing off 1.5x saw each 0.5-1.5 s
+ * late; at half the interval still 0.25 s on average. Slow checks (ELB's
+ * 30 s by default) keep 1 s -> 5 s: no more calls than before.
+ */
 static void poll_reset(struct engine *e)
 {
-	kiln_backoff_init(&e->bo, e->o->poll_first_ms ? e->o->poll_first_ms : 1000,
-			  e->o->poll_max_ms ? e->o->poll_max_ms : 5000);
+	uint64_t first = e->o->poll_first_ms ? e->o->poll_first_ms : 1000;
+	uint64_t max = e->o->poll_max_ms ? e->o->poll_max_ms : 5000;
+	uint64_t check = check_interval_ms(e);
+
+	if (check) {
+		uint64_t cap = KILN_MAX(check / 4, (uint64_t)POLL_FLOOR_MS);
+		max = KILN_MIN(max, cap);
+		if (!e->o->poll_first_ms)
+			first = KILN_MIN(first, KILN_MAX(cap / 2, (uint64_t)POLL_FLOOR_MS));
+	}
+	kiln_backoff_init(&e->bo, KILN_MIN(first, max), max);
 }
 
 /* Sleeps the next interval (reset to fast by a change), never past until_ms. */
@@ -1212,10 +1275,14 @@ static int restore(struct engine *e, const char *reason, bool undo)
 	if ((error = jmark(e, "restore", json_pack("{s:s,s:I}", "reason", reason, "relaunch",
 						   (json_int_t)e->lock.restore_relaunch))) < 0)
 		goto stop;
-	step(e, "restore", "restoring fleet '%s' to %s (%u instance%s%s): %s", e->f->name,
-	     e->lock.from_image[0] ? e->lock.from_image : label(e, e->lock.from_image_id),
-	     e->lock.old_count, e->lock.old_count == 1 ? "" : "s",
-	     e->lock.restore_relaunch ? ", relaunching some" : "", reason);
+	if (e->lock.old_count)
+		step(e, "restore", "restoring fleet '%s' to %s (%u instance%s%s): %s", e->f->name,
+		     from_label(e), e->lock.old_count, e->lock.old_count == 1 ? "" : "s",
+		     e->lock.restore_relaunch ? ", relaunching some" : "", reason);
+	else
+		/* nothing served before: "restoring" is removing what this rollout launched */
+		step(e, "restore", "restoring fleet '%s' to no instance serving, as before: %s", e->f->name,
+		     reason);
 
 	if (e->lock.restore_relaunch) {
 		size_t s, n = e->lock.subnet_ids.n ? e->lock.subnet_ids.n : 1;
@@ -1268,14 +1335,18 @@ static int restore(struct engine *e, const char *reason, bool undo)
 	kiln_strings_release(&news);
 	if (undo) {
 		e->res->outcome = KILN_ROLLOUT_DONE;
-		step(e, "done", "rollout %s undone: fleet '%s' runs %s again", e->lock.rollout_id, e->f->name,
-		     e->lock.from_image[0] ? e->lock.from_image : label(e, e->lock.from_image_id));
+		if (e->lock.old_count)
+			step(e, "done", "rollout %s undone: fleet '%s' runs %s again", e->lock.rollout_id,
+			     e->f->name, from_label(e));
+		else
+			step(e, "done", "rollout %s undone: fleet '%s' has no instance serving, as before",
+			     e->lock.rollout_id, e->f->name);
 		return 0;
 	}
 	e->res->outcome = KILN_ROLLOUT_RESTORED;
 	return kiln_error_set(KILN_ERROR, "rollout %s of fleet '%s' to %s failed: %s; the fleet was restored to %s (%u instance%s)",
 			      e->lock.rollout_id, e->f->name, e->lock.to_image, reason,
-			      e->lock.old_count ? (e->lock.from_image[0] ? e->lock.from_image : e->lock.from_image_id) : "no instances",
+			      e->lock.old_count ? from_label(e) : "no instances",
 			      e->lock.old_count, e->lock.old_count == 1 ? "" : "s");
 failed:
 	kiln_strings_release(&relaunched);
@@ -1389,8 +1460,8 @@ static int retire(struct engine *e, unsigned k)
 	if (e->lock.retire == KILN_RETIRE_PER_BATCH) {
 		for (i = 0; i < e->n_olds; i++) {
 			const struct old *o = &e->olds[i];
-			if (!o->terminated && !active_anywhere(e, o->id) && !draining_anywhere(e, o->id) &&
-			    (error = add_unique(&term, o->id)) < 0)
+			if (!o->terminated && !o->stopped && !active_anywhere(e, o->id) &&
+			    !draining_anywhere(e, o->id) && (error = add_unique(&term, o->id)) < 0)
 				goto done;
 		}
 		if ((error = m_terminate(e, &term)) < 0)
@@ -1784,27 +1855,41 @@ static void image_label(char *out, size_t size, const kiln_image *img)
 		snprintf(out, size, "%s", img->id);
 }
 
-/* The image most old instances run, and every image they run. */
+/*
+ * The image most old instances run, and every image they run (stopped ones
+ * too: they still need theirs); n_old counts those that can serve. A fleet
+ * whose instances are all stopped (`kiln local down`) still ran an image:
+ * that is the one it is rolled from, and back to.
+ */
 static int old_images(struct engine *e, kiln_strings *ids, char most[KILN_ID_MAX], unsigned *n_old)
 {
 	size_t i, k, best = 0;
 	unsigned *counts = NULL;
+	bool any_alive = false;
 	int error = 0;
 
 	*n_old = 0;
 	most[0] = '\0';
-	for (i = 0; i < e->insts.n && error == 0; i++)
-		if (inst_alive(&e->insts.items[i])) {
+	for (i = 0; i < e->insts.n && error == 0; i++) {
+		const kiln_instance *inst = &e->insts.items[i];
+		if (inst_alive(inst)) {
 			(*n_old)++;
-			error = add_unique(ids, e->insts.items[i].image_id);
+			any_alive = true;
 		}
+		if (inst_alive(inst) || inst_stopped(inst))
+			error = add_unique(ids, inst->image_id);
+	}
 	if (error < 0 || !ids->n)
 		return error;
 	if (!(counts = calloc(ids->n, sizeof(*counts))))
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
-	for (i = 0; i < e->insts.n; i++)
-		for (k = 0; inst_alive(&e->insts.items[i]) && k < ids->n; k++)
-			counts[k] += !strcmp(ids->items[k], e->insts.items[i].image_id);
+	for (i = 0; i < e->insts.n; i++) {
+		const kiln_instance *inst = &e->insts.items[i];
+		if (any_alive ? !inst_alive(inst) : !inst_stopped(inst))
+			continue;
+		for (k = 0; k < ids->n; k++)
+			counts[k] += !strcmp(ids->items[k], inst->image_id);
+	}
 	for (k = 1; k < ids->n; k++)
 		if (counts[k] > counts[best])
 			best = k;
@@ -1831,6 +1916,9 @@ static bool fleet_is_on(const struct engine *e, const char *image_id, unsigned d
 	size_t i;
 	for (i = 0; i < e->insts.n; i++) {
 		const kiln_instance *inst = &e->insts.items[i];
+		/* a stopped one is left over: only a rollout terminates it (safely, at its end) */
+		if (inst_stopped(inst))
+			return false;
 		if (!inst_alive(inst))
 			continue;
 		if (strcmp(inst->image_id, image_id) || !healthy_everywhere(e, inst->id))
@@ -1928,10 +2016,18 @@ int kiln_rollout_start(kiln_rollout_result *out, const kiln_rollout_opts *o,
 	e.renewed_ms = kiln_clock_wall_ms();
 	if ((error = take_flock(&e)) < 0)
 		goto stop;
-	step(&e, "plan", "%s %s of fleet '%s': %s -> %s, %u instance%s now, %u desired, %zu batch%s of up to %u (retire %s)",
-	     e.lock.kind, e.lock.rollout_id, e.f->name, from[0] ? e.lock.from_image : "nothing", to_label,
-	     n_old, n_old == 1 ? "" : "s", e.f->desired, e.plan.n_batches,
-	     e.plan.n_batches == 1 ? "" : "es", e.plan.batch_size, kiln_retire_name(e.f->retire));
+	{
+		char stopped[96] = "";
+		unsigned n_stopped = 0;
+		for (i = 0; i < e.insts.n; i++)
+			n_stopped += inst_stopped(&e.insts.items[i]);
+		if (n_stopped)
+			snprintf(stopped, sizeof(stopped), " (and %u stopped, terminated at the end)", n_stopped);
+		step(&e, "plan", "%s %s of fleet '%s': %s -> %s, %u instance%s now%s, %u desired, %zu batch%s of up to %u (retire %s)",
+		     e.lock.kind, e.lock.rollout_id, e.f->name, from[0] ? e.lock.from_image : "nothing",
+		     to_label, n_old, n_old == 1 ? "" : "s", stopped, e.f->desired, e.plan.n_batches,
+		     e.plan.n_batches == 1 ? "" : "es", e.plan.batch_size, kiln_retire_name(e.f->retire));
+	}
 	/*
 	 * The old ones, marked as such: the rollout's polls find them by these
 	 * tags (not by describing the whole fleet), and so do kiln status and
@@ -2232,18 +2328,30 @@ int kiln_rollout_dry_run(json_t **out, const kiln_rollout_opts *o, const kiln_im
 		goto done;
 	}
 	for (k = 0; k < from_ids.n; k++) {
-		unsigned count = 0;
-		for (i = 0; i < e.insts.n; i++)
-			count += inst_alive(&e.insts.items[i]) &&
-				 !strcmp(e.insts.items[i].image_id, from_ids.items[k]);
-		json_array_append_new(from, json_pack("{s:s,s:s,s:I}", "image_id", from_ids.items[k],
+		unsigned count = 0, stopped = 0;
+		for (i = 0; i < e.insts.n; i++) {
+			const kiln_instance *inst = &e.insts.items[i];
+			if (strcmp(inst->image_id, from_ids.items[k]))
+				continue;
+			count += inst_alive(inst);
+			stopped += inst_stopped(inst);
+		}
+		json_array_append_new(from, json_pack("{s:s,s:s,s:I,s:I}", "image_id", from_ids.items[k],
 						      "image", label(&e, from_ids.items[k]), "count",
-						      (json_int_t)count));
+						      (json_int_t)count, "stopped", (json_int_t)stopped));
 	}
 	for (i = 0; i < n; i++)
 		json_array_append_new(replaced, json_string(olds[i].id));
 	json_object_set_new(doc, "from", from);
 	json_object_set_new(doc, "replaced", replaced);
+	{
+		/* terminated once the new fleet is complete */
+		json_t *stopped = json_array();
+		for (i = 0; stopped && i < e.insts.n; i++)
+			if (inst_stopped(&e.insts.items[i]))
+				json_array_append_new(stopped, json_string(e.insts.items[i].id));
+		json_object_set_new(doc, "stopped", stopped ? stopped : json_array());
+	}
 	/* which old instances each batch deregisters, in the order the engine picks them */
 	{
 		json_t *plan = kiln_plan_to_json(&e.plan, &e.f->subnet_ids);
@@ -2284,6 +2392,7 @@ int kiln_rollout_status(json_t **out, const kiln_rollout_opts *o)
 	kiln_fleet_lock held;
 	kiln_strings images = { 0 }, unfinished = { 0 };
 	json_t *doc = NULL, *insts, *lbs, *counts;
+	json_int_t n_serving = 0, n_stopped = 0;
 	size_t i, l;
 	int error;
 
@@ -2337,7 +2446,12 @@ int kiln_rollout_status(json_t **out, const kiln_rollout_opts *o)
 		json_array_append_new(insts, j);
 		json_object_set_new(counts, img,
 				    json_integer(json_integer_value(json_object_get(counts, img)) + 1));
+		n_serving += healthy_everywhere(&e, inst->id);
+		n_stopped += inst_stopped(inst);
 	}
+	/* a stopped instance is the fleet's but serves nothing: the next rollout terminates it */
+	json_object_set_new(doc, "serving", json_integer(n_serving));
+	json_object_set_new(doc, "stopped", json_integer(n_stopped));
 	for (l = 0; l < e.n_lbs; l++) {
 		unsigned healthy = 0;
 		for (i = 0; i < e.lbs[l].t.n; i++)

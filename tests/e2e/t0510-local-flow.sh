@@ -9,7 +9,8 @@
 #   failed requests -> the broken image refused (exit 3), the old fleet
 #   serving, zero failed -> kiln rollback under load -> SIGKILL during a
 #   rollout, then --resume, under load -> kiln local down leaves no
-#   namespace, veth, mount, bridge or process.
+#   namespace, veth, mount, bridge or process -> kiln status shows the
+#   fleet stopped, and a rollout brings it back and terminates the stopped.
 #
 # Traffic: loopback, kiln's namespaces, and Debian's mirror through the apt
 # proxy (images/web installs nginx, uWSGI and Django).
@@ -85,9 +86,11 @@ served_version() {
 # fleet_is VERSION: exactly 3 live instances, all of web@VERSION, all healthy
 fleet_is() {
 	"$KILN" status "$FLEET" --json >"$TEST_DIR/fleet.json.out" 2>"$TEST_DIR/fleet.err" || return 1
+	# the status is the last line: events (a balancer that restarts, a terminated
+	# instance's server forgotten) may come before it
 	python3 - "$TEST_DIR/fleet.json.out" "$1" <<'EOF'
 import json, sys
-s = json.load(open(sys.argv[1]))
+s = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 live = [i for i in s["instances"] if i["state"] in ("pending", "running", "stopping", "stopped")]
 assert len(live) == 3, "%d live instances: %s" % (len(live), [(i["id"], i["state"], i["image"]) for i in live])
 for i in live:
@@ -244,5 +247,44 @@ done
 left=$(for p in /proc/[0-9]*; do r=$(readlink "$p/root" 2>/dev/null) && case "$r" in "$STATE"/*) echo "${p#/proc/}" ;; esac; done)
 [ -z "$left" ] && ok "no process runs inside a root under the state dir" || fail "processes rooted in $STATE: $left"
 ! curl -s -o /dev/null -m 2 "$URL" && ok "nothing listens on the balancer's port" || fail "$URL still answers"
+
+# ---- after down the fleet's instances are stopped: status says so, a rollout replaces them ----
+"$KILN" status "$FLEET" --json >"$TEST_DIR/status-down.json" 2>"$TEST_DIR/status-down.err" ||
+	{ sed 's/^/#   /' "$TEST_DIR/status-down.err"; fail "kiln status after down"; }
+# (the status is the last line: bringing the balancer back up is an event before it)
+check "kiln status shows the fleet's 3 instances stopped, none serving" python3 - "$TEST_DIR/status-down.json" <<'EOF'
+import json, sys
+s = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+states = sorted(i["state"] for i in s["instances"])
+assert states == ["stopped"] * 3, states
+assert s["stopped"] == 3 and s["serving"] == 0, (s["stopped"], s["serving"])
+EOF
+STOPPED=$(python3 -c 'import json, sys; print(" ".join(i["id"] for i in json.loads(open(sys.argv[1]).read().splitlines()[-1])["instances"]))' \
+	"$TEST_DIR/status-down.json")
+"$KILN" local status --json >"$TEST_DIR/local-down.json" || fail "kiln local status after down"
+check "kiln local status: the balancer lists the stopped instances as unused" \
+	python3 - "$TEST_DIR/local-down.json" "$STOPPED" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+stopped = sys.argv[2].split()
+servers = {x["id"]: x for b in s["balancers"] for x in b["servers"]}
+assert len(stopped) == 3, stopped
+for i in stopped:
+    assert i in servers and servers[i]["health"] == "unused", (i, servers.get(i))
+EOF
+"$KILN" rollout "$FLEET" --image web@1 >"$TEST_DIR/after-down.out" 2>"$TEST_DIR/after-down.err" || {
+	tail -30 "$TEST_DIR/after-down.err" | sed 's/^/#   /'
+	fail "kiln rollout after kiln local down"
+}
+ok "a rollout after kiln local down brings the fleet back (the local cloud comes up by itself)"
+check "3 healthy instances of web@1, the 3 stopped ones terminated" fleet_is 1
+left=
+for i in $STOPPED; do
+	grep -q "\"$i\"" "$TEST_DIR/fleet.json.out" && left="$left $i"
+done
+[ -n "$STOPPED" ] && [ -z "$left" ] && ok "none of the stopped instances is left in the fleet" || fail "left:$left"
+grep -q "restoring fleet .* to  (" "$TEST_DIR"/*.err && fail "a restore message names no image" ||
+	ok "no restore message names an empty image"
+[ "$(served_version)" = 1 ] && ok "the balancer serves web@1 again" || fail "after down and rollout: '$(served_version)'"
 
 printf '1..%d\n' "$test_count"

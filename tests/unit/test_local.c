@@ -230,8 +230,8 @@ static void test_haproxy_config(void **state)
 		"    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost\n"
 		"    # servers added at runtime do not inherit inter: each line repeats it\n"
 		"    default-server inter 1s rise 2 fall 3\n"
-		"    server i-0123456789abcdef0 10.231.0.2:8000 check inter 1s rise 2 fall 3\n"
-		"    server i-00000000000000001 10.231.0.3:8000 check inter 1s rise 2 fall 3 disabled\n";
+		"    server i-0123456789abcdef0 10.231.0.2:8000 check inter 1s downinter 250ms rise 2 fall 3\n"
+		"    server i-00000000000000001 10.231.0.3:8000 check inter 1s downinter 250ms rise 2 fall 3 disabled\n";
 	(void)state;
 
 	lb_conf(&conf);

@@ -381,6 +381,178 @@ static void test_first_deploy(void **state)
 	world_free(w);
 }
 
+/* ---- stopped instances (`kiln local down`, or stopped by hand) ------------------------------ */
+
+/* Stops the first n instances of the fleet (all of them if n is larger) and lets them stop. */
+static void stop_some(struct world *w, size_t n, kiln_strings *stopped)
+{
+	kiln_instance_list all = { 0 };
+	kiln_instance_query q = { 0 };
+	size_t i;
+
+	memcloud_on_call(w->mc, NULL, NULL);
+	assert_int_equal(w->c->ops->instances_describe(w->c, &q, &all), 0);
+	for (i = 0; i < all.n && i < n; i++)
+		kiln_strings_add(stopped, all.items[i].id);
+	assert_int_equal(w->c->ops->instances_stop(w->c, (const char *const *)stopped->items, stopped->n), 0);
+	kiln_test_clock_advance(5000);
+	assert_int_equal(memcloud_count_instances(w->mc, KILN_INSTANCE_STOPPED, NULL), stopped->n);
+	kiln_instance_list_release(&all);
+	memcloud_on_call(w->mc, on_call, w);
+}
+
+static json_t *status_of(struct world *w)
+{
+	kiln_rollout_opts o = opts_for(w, NULL);
+	json_t *st = NULL;
+	assert_int_equal(kiln_rollout_status(&st, &o), 0);
+	return st;
+}
+
+/* Every step message of a run, one a line. */
+static void on_step(void *ctx, const kiln_event *ev)
+{
+	kiln_buf *b = ctx;
+	if (!strcmp(ev->name, "step"))
+		kiln_buf_printf(b, "%s\n", ev->message);
+}
+
+static void test_stopped_old_instances_are_terminated(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	kiln_strings stopped = { 0 };
+	json_t *st;
+	(void)state;
+
+	seed(w, w->v1, 4);
+	stop_some(w, 2, &stopped);
+	st = status_of(w);
+	assert_int_equal(json_integer_value(json_object_get(st, "stopped")), 2);
+	assert_int_equal(json_integer_value(json_object_get(st, "serving")), 2);
+	assert_int_equal(json_array_size(json_object_get(st, "instances")), 4);
+	json_decref(st);
+	w->floor = 2; /* the two that serve keep serving */
+	w->check = true;
+	assert_int_equal(run_start(w, w->v2, &res), 0);
+	assert_no_violation(w);
+	/* desired on the new image, and the stopped ones gone with the rest of the old fleet */
+	assert_fleet(w, w->v2, 4);
+	assert_int_equal(memcloud_count_instances(w->mc, KILN_INSTANCE_STOPPED, NULL), 0);
+	st = status_of(w);
+	assert_int_equal(json_integer_value(json_object_get(st, "stopped")), 0);
+	assert_int_equal(json_integer_value(json_object_get(st, "serving")), 4);
+	json_decref(st);
+	kiln_strings_release(&stopped);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
+static void test_all_stopped_fleet_rolls_out(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	kiln_strings stopped = { 0 };
+	kiln_fleet_state st;
+	json_t *plan = NULL, *s;
+	kiln_rollout_opts o;
+	kiln_image img;
+	(void)state;
+
+	seed(w, w->v1, 4);
+	stop_some(w, 4, &stopped); /* what `kiln local down` leaves */
+	s = status_of(w);
+	assert_int_equal(json_integer_value(json_object_get(s, "stopped")), 4);
+	assert_int_equal(json_integer_value(json_object_get(s, "serving")), 0);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(s, "instances"), 0),
+							      "state")), "stopped");
+	json_decref(s);
+	/* the plan says so: nothing serves, one batch, the stopped ones terminated at the end */
+	o = opts_for(w, NULL);
+	image_of(w, w->v2, &img);
+	assert_int_equal(kiln_rollout_dry_run(&plan, &o, &img), 0);
+	kiln_image_release(&img);
+	assert_false(json_is_true(json_object_get(plan, "nothing_to_do")));
+	assert_int_equal(json_array_size(json_object_get(plan, "stopped")), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(plan, "from"), 0),
+							    "stopped")), 4);
+	json_decref(plan);
+
+	assert_int_equal(run_start(w, w->v2, &res), 0);
+	assert_int_equal(res.outcome, KILN_ROLLOUT_DONE);
+	assert_int_equal(res.batches_done, 1);
+	assert_int_equal(res.terminated, 4);
+	assert_fleet(w, w->v2, 4);
+	/* it ran web@1, stopped: that is what a rollback goes back to */
+	get_state(w, &st);
+	assert_string_equal(st.current_image_id, w->v2);
+	assert_string_equal(st.previous_image_id, w->v1);
+	kiln_fleet_state_release(&st);
+	kiln_strings_release(&stopped);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
+/* A fleet serving nothing (stopped, or never deployed) whose rollout fails: said plainly. */
+static void test_failed_rollout_of_a_stopped_fleet(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	kiln_strings stopped = { 0 };
+	kiln_buf steps = KILN_BUF_INIT;
+	kiln_events ev = { on_step, &steps };
+	kiln_rollout_opts o;
+	kiln_image img;
+	int rc;
+	(void)state;
+
+	seed(w, w->v1, 4);
+	stop_some(w, 4, &stopped);
+	memcloud_image_health(w->mc, w->v3, KILN_HEALTH_UNHEALTHY);
+	o = opts_for(w, &ev);
+	image_of(w, w->v3, &img);
+	rc = kiln_rollout_start(&res, &o, &img, "rollout");
+	kiln_image_release(&img);
+	assert_int_equal(kiln_rollout_exit_code(rc, &res), 3);
+	assert_non_null(strstr(steps.ptr, "restoring fleet 'web' to no instance serving, as before"));
+	assert_null(strstr(steps.ptr, "to  ("));
+	assert_non_null(strstr(kiln_error_last()->message, "the fleet was restored to no instances (0 instances)"));
+	/* restored as it was: the stopped ones are still there, nothing new runs */
+	assert_int_equal(memcloud_count_instances(w->mc, KILN_INSTANCE_STOPPED, NULL), 4);
+	assert_int_equal(memcloud_count_instances(w->mc, KILN_INSTANCE_RUNNING, NULL), 0);
+	kiln_buf_release(&steps);
+	kiln_strings_release(&stopped);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
+/* A first deploy that fails: the same message, never an empty image name. */
+static void test_failed_first_deploy_message(void **state)
+{
+	struct world *w = world_new();
+	kiln_rollout_result res;
+	kiln_buf steps = KILN_BUF_INIT;
+	kiln_events ev = { on_step, &steps };
+	kiln_rollout_opts o;
+	kiln_image img;
+	int rc;
+	(void)state;
+
+	memcloud_image_health(w->mc, w->v3, KILN_HEALTH_UNHEALTHY);
+	o = opts_for(w, &ev);
+	image_of(w, w->v3, &img);
+	rc = kiln_rollout_start(&res, &o, &img, "rollout");
+	kiln_image_release(&img);
+	assert_int_equal(kiln_rollout_exit_code(rc, &res), 3);
+	assert_non_null(strstr(steps.ptr, "restoring fleet 'web' to no instance serving, as before"));
+	assert_null(strstr(steps.ptr, "to  ("));
+	kiln_test_clock_advance(60000); /* the new ones finish terminating */
+	assert_int_equal(memcloud_count_instances(w->mc, KILN_INSTANCE_UNKNOWN, NULL), 0);
+	kiln_buf_release(&steps);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+}
+
 static void rollout_v1_to_v2(const char *batch, const char *retire, unsigned subnets, unsigned tgs,
 			     unsigned want_batches)
 {
@@ -1207,6 +1379,81 @@ static void test_polling_independent_of_fleet_size(void **state)
 }
 
 /*
+ * How late the engine sees a change: memcloud makes a registered target
+ * healthy health_initial_ms after its registration; the engine's "healthy"
+ * event comes at its next poll. With checks every second (local fleets)
+ * that must be within a quarter second; with ELB's slow checks the schedule
+ * stays 1 s backing off to 5 s.
+ */
+struct reaction {
+	char ids[32][KILN_ID_MAX];
+	uint64_t registered_ms[32];
+	size_t n;
+	uint64_t worst_ms;
+	uint64_t initial_ms;
+	unsigned seen;
+};
+
+static void on_reaction(void *ctx, const kiln_event *ev)
+{
+	struct reaction *r = ctx;
+	const char *id = json_string_value(json_object_get(ev->fields, "id"));
+	const char *action = json_string_value(json_object_get(ev->fields, "action"));
+	const char *health = json_string_value(json_object_get(ev->fields, "health"));
+	size_t i;
+
+	if (!id)
+		return;
+	if (!strcmp(ev->name, "resource") && action && !strcmp(action, "registered") && r->n < 32) {
+		snprintf(r->ids[r->n], KILN_ID_MAX, "%s", id);
+		r->registered_ms[r->n++] = kiln_clock_now_ms();
+	} else if (!strcmp(ev->name, "health") && health && !strcmp(health, "healthy")) {
+		for (i = 0; i < r->n; i++) {
+			uint64_t late;
+			if (strcmp(r->ids[i], id))
+				continue;
+			late = kiln_clock_now_ms() - (r->registered_ms[i] + r->initial_ms);
+			r->worst_ms = KILN_MAX(r->worst_ms, late);
+			r->seen++;
+		}
+	}
+}
+
+static uint64_t reaction_with_interval(int interval_s)
+{
+	struct world *w = world_new();
+	struct reaction r;
+	kiln_events ev = { on_reaction, &r };
+	kiln_rollout_opts o = opts_for(w, &ev);
+	kiln_rollout_result res;
+	kiln_image img;
+
+	memset(&r, 0, sizeof(r));
+	memcloud_cfg(w->mc)->health_interval_s = interval_s;
+	r.initial_ms = memcloud_cfg(w->mc)->health_initial_ms;
+	seed(w, w->v1, 4);
+	image_of(w, w->v2, &img);
+	assert_int_equal(kiln_rollout_start(&res, &o, &img, "rollout"), 0);
+	assert_int_equal(r.seen, 4); /* every new instance, one batch each */
+	assert_fleet(w, w->v2, 4);
+	kiln_image_release(&img);
+	kiln_rollout_result_release(&res);
+	world_free(w);
+	return r.worst_ms;
+}
+
+static void test_polls_within_a_quarter_check_interval(void **state)
+{
+	(void)state;
+	/* checks every 1 s: seen within 0.25 s (1 s backing off 1.5x saw it up to 1.75 s late) */
+	assert_true(reaction_with_interval(1) <= 250);
+	assert_true(reaction_with_interval(4) <= 1000);
+	/* ELB's default 30 s: the usual 1 s -> 5 s schedule, never slower */
+	assert_true(reaction_with_interval(30) <= 5000);
+	assert_true(reaction_with_interval(30) > 500);
+}
+
+/*
  * What each describe lists: after the one describe of the whole fleet at the
  * start, a rollout describes only the batch coming up (old instances are
  * followed through the balancers), so no call grows with the fleet.
@@ -1456,6 +1703,11 @@ int main(void)
 		cmocka_unit_test(test_cancel_while_retiring),
 		cmocka_unit_test(test_cancel_before_launch),
 		cmocka_unit_test(test_polling_independent_of_fleet_size),
+		cmocka_unit_test(test_polls_within_a_quarter_check_interval),
+		cmocka_unit_test(test_stopped_old_instances_are_terminated),
+		cmocka_unit_test(test_all_stopped_fleet_rolls_out),
+		cmocka_unit_test(test_failed_rollout_of_a_stopped_fleet),
+		cmocka_unit_test(test_failed_first_deploy_message),
 		cmocka_unit_test(test_describes_list_one_batch),
 		cmocka_unit_test(test_dry_run_changes_nothing),
 		cmocka_unit_test(test_status_shows_interrupted),
