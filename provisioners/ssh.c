@@ -17,19 +17,22 @@
  * is given into 30000-byte write requests and keeps all of them in flight,
  * returning as acknowledgements come back. The window, the bytes handed to
  * one call and so the bytes in flight, is sized per upload from the
- * connection's TCP round trip (kiln_ssh_upload_window): what
- * limits the rate is the client's CPU (libssh2 1.10 encrypts each 16-byte
- * block with its own EVP_Cipher call, about half of its profile; kiln
- * tops out near 100 MB/s on this machine), so more than one round trip's
- * worth of 100 MiB/s in flight buys nothing, and less than 256 KiB was
- * measurably slower even on loopback (bench/ssh-upload.sh: 128 KiB
- * clearly slower, 256 KiB to 1 MiB within the noise of each other, 2 MiB
- * and more slower there: more packets queued behind the server's 2 MiB
- * channel window). So a loopback or LAN upload keeps 256 KiB in flight and
- * a 20 ms WAN one 2 MiB, OpenSSH sftp's 64 x 32 KiB; the memory follows
- * (the window in libssh2's packets plus 1.25 windows of file buffer), which
- * is what brought kiln build's peak RSS down in bench/packer-vs-kiln.sh
- * where the window was a fixed 1 MiB with a 4 MiB buffer.
+ * connection's TCP round trip (kiln_ssh_upload_window). What limits the
+ * rate is the client's CPU (libssh2 1.10 encrypts each 16-byte block with
+ * its own EVP_Cipher call, about half of its profile; kiln tops out near
+ * 100 MB/s on this machine), so more than one round trip's worth of
+ * 100 MiB/s in flight buys nothing. Below 384 KiB the pipeline is too
+ * shallow even on loopback: in an A/B of bench/ssh_upload (200 MB, 9 runs
+ * alternating, this shared 2-core machine) 256 KiB cost ~13% more client
+ * CPU than 1 MiB (0.87 s against 0.76 s at best, 3388 context switches
+ * against 2015: the pipeline drains between acknowledgements), while
+ * 384 KiB matched 1 MiB (0.77 s); an older sweep found 2 MiB and more
+ * slower on loopback (packets queued behind the server's 2 MiB channel
+ * window). So a loopback or LAN upload keeps 384 KiB in flight and a
+ * 20 ms WAN one 2 MiB, OpenSSH sftp's 64 x 32 KiB. The memory follows
+ * (the window in libssh2's packets plus 1.25 windows of file buffer): a
+ * fixed 1 MiB window with a 4 MiB buffer was ~5 MB of kiln build's peak
+ * RSS in bench/packer-vs-kiln.sh, this is ~0.7 MB.
  */
 #include "provisioners/ssh.h"
 
@@ -59,7 +62,7 @@
 #define CANCEL_GRACE_MS 300    /* closing a channel after a cancel */
 #define LINE_CAP (64 * 1024)   /* one line of remote output */
 #define READ_CHUNK 32768
-#define UPLOAD_WINDOW_MIN ((size_t)256 << 10)  /* see the top of the file */
+#define UPLOAD_WINDOW_MIN ((size_t)384 << 10)  /* see the top of the file */
 #define UPLOAD_WINDOW_MAX ((size_t)2 << 20)    /* OpenSSH sftp: 64 x 32 KiB */
 #define UPLOAD_WINDOW_UNKNOWN ((size_t)1 << 20) /* no round trip known */
 #define UPLOAD_RATE_MAX ((uint64_t)100 << 20)  /* bytes/s: kiln's ceiling, see the top */
@@ -925,7 +928,7 @@ static int sftp_write_mem(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *d
  * moved to the front) when less than a window is left at the end, that
  * is after at least a quarter window was acknowledged: moving costs at
  * most four copies of the data, in a buffer that stays in the CPU's cache
- * on loopback and LAN (320 KiB), next to libssh2's encryption of each
+ * on loopback and LAN (480 KiB), next to libssh2's encryption of each
  * byte, which costs far more.
  */
 static int sftp_write_fd(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, int fd, const char *local,

@@ -704,11 +704,11 @@ static void test_upload_window(void **state)
 	(void)state;
 	/* no round trip known: the old fixed 1 MiB */
 	assert_int_equal(kiln_ssh_upload_window(0), 1u << 20);
-	/* loopback and LAN: never below 256 KiB */
-	assert_int_equal(kiln_ssh_upload_window(30), 256u << 10);
-	assert_int_equal(kiln_ssh_upload_window(2500), 256u << 10);
+	/* loopback and LAN: never below 384 KiB */
+	assert_int_equal(kiln_ssh_upload_window(30), 384u << 10);
+	assert_int_equal(kiln_ssh_upload_window(3750), 384u << 10);
 	/* a round trip of 100 MiB/s, in whole 64 KiB */
-	assert_int_equal(kiln_ssh_upload_window(3000), 320u << 10);
+	assert_int_equal(kiln_ssh_upload_window(4000), 448u << 10);
 	assert_int_equal(kiln_ssh_upload_window(5000), 512u << 10);
 	assert_int_equal(kiln_ssh_upload_window(10000), 1u << 20);
 	/* a WAN: OpenSSH's 2 MiB at most */
