@@ -53,7 +53,7 @@ int kiln_sts_parse_credentials(kiln_aws_credentials *out, const char *xml, size_
 	int error;
 
 	if (kiln_xml_parse(&x, xml, len) < 0)
-		/* libxml2's own words may quote the reply, which holds secrets */
+		/* never the parser's words: they could quote the reply, which holds secrets */
 		return kiln_error_set(KILN_ERROR, "the STS reply is not XML");
 	creds = kiln_xml_child(result_of(kiln_xml_root(x)), "Credentials");
 	if (!creds) {

@@ -4,10 +4,11 @@
  * Who calls: aws/http.c (error replies), and the typed calls in ec2.c,
  * elbv2.c, elb.c and sts.c (result documents).
  *
- * libxml2 parses with network access off (XML_PARSE_NONET), no external
- * DTD loading and no entity substitution; a document that declares a
- * DOCTYPE or an ENTITY is refused before libxml2 sees it, so neither a
- * "billion laughs" body nor an external entity can come from a peer.
+ * xml.c reads them itself (a strict subset of XML 1.0, UTF-8 only; it says
+ * why libxml2 is no longer used): a document that declares a DOCTYPE or an
+ * ENTITY is refused before any parsing and no entity other than XML's five
+ * predefined ones is known, so neither a "billion laughs" body nor an
+ * external entity can come from a peer; nesting is capped.
  *
  * Lookups go by local name and ignore namespaces: EC2 replies carry a
  * default namespace ("http://ec2.amazonaws.com/doc/2016-11-15/"), ELB
@@ -21,7 +22,7 @@
 #include "core/buf.h"
 
 typedef struct kiln_xml kiln_xml;
-typedef struct _xmlNode kiln_xml_node; /* libxml2's node, kept opaque here */
+typedef struct kiln_xml_node kiln_xml_node; /* opaque; borrowed from its document */
 
 struct kiln_aws_fault;
 

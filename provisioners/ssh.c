@@ -15,17 +15,24 @@
  *
  * Uploads use SFTP with pipelining: libssh2_sftp_write cuts the buffer it
  * is given into 30000-byte write requests and keeps all of them in flight,
- * returning as acknowledgements come back. UPLOAD_WINDOW, the bytes handed
- * to one call, was chosen by measurement (bench/ssh-upload.sh and a sweep
- * on loopback, 200 MB, a shared 2-core machine): 128 KiB was clearly
- * slower; 256 KiB to 1 MiB were within the noise of each other; 2 MiB and
- * more were slower (more packets queued behind the server's 2 MiB channel
- * window, a bigger working set). 1 MiB is ~35 requests in flight, close to
- * OpenSSH sftp's 64 x 32 KiB, which keeps a real network's round trips
- * covered too. What limits the rate is the client's CPU: libssh2 1.10
- * encrypts each 16-byte block with its own EVP_Cipher call (about half of
- * its profile), so kiln spends ~1 s of CPU per 200 MB where ssh+sftp spend
- * ~0.8 s.
+ * returning as acknowledgements come back. The window, the bytes handed to
+ * one call and so the bytes in flight, is sized per upload from the
+ * connection's TCP round trip (kiln_ssh_upload_window). What limits the
+ * rate is the client's CPU (libssh2 1.10 encrypts each 16-byte block with
+ * its own EVP_Cipher call, about half of its profile; kiln tops out near
+ * 100 MB/s on this machine), so more than one round trip's worth of
+ * 100 MiB/s in flight buys nothing. Below 384 KiB the pipeline is too
+ * shallow even on loopback: in an A/B of bench/ssh_upload (200 MB, 9 runs
+ * alternating, this shared 2-core machine) 256 KiB cost ~13% more client
+ * CPU than 1 MiB (0.87 s against 0.76 s at best, 3388 context switches
+ * against 2015: the pipeline drains between acknowledgements), while
+ * 384 KiB matched 1 MiB (0.77 s); an older sweep found 2 MiB and more
+ * slower on loopback (packets queued behind the server's 2 MiB channel
+ * window). So a loopback or LAN upload keeps 384 KiB in flight and a
+ * 20 ms WAN one 2 MiB, OpenSSH sftp's 64 x 32 KiB. The memory follows
+ * (the window in libssh2's packets plus 1.25 windows of file buffer): a
+ * fixed 1 MiB window with a 4 MiB buffer was ~5 MB of kiln build's peak
+ * RSS in bench/packer-vs-kiln.sh, this is ~0.7 MB.
  */
 #include "provisioners/ssh.h"
 
@@ -34,7 +41,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h> /* not <netinet/tcp.h>: its tcp_info stops before tcpi_min_rtt */
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -55,9 +62,10 @@
 #define CANCEL_GRACE_MS 300    /* closing a channel after a cancel */
 #define LINE_CAP (64 * 1024)   /* one line of remote output */
 #define READ_CHUNK 32768
-#ifndef UPLOAD_WINDOW /* bytes handed to one libssh2_sftp_write; bench/ssh-upload.sh */
-#define UPLOAD_WINDOW ((size_t)1 << 20)
-#endif
+#define UPLOAD_WINDOW_MIN ((size_t)384 << 10)  /* see the top of the file */
+#define UPLOAD_WINDOW_MAX ((size_t)2 << 20)    /* OpenSSH sftp: 64 x 32 KiB */
+#define UPLOAD_WINDOW_UNKNOWN ((size_t)1 << 20) /* no round trip known */
+#define UPLOAD_RATE_MAX ((uint64_t)100 << 20)  /* bytes/s: kiln's ceiling, see the top */
 #define TREE_DEPTH_MAX 64
 #define ABORTED INT_MIN        /* a wait gave up; ss->abort_code says why */
 
@@ -845,18 +853,47 @@ static int sftp_chmod(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *path,
 	return 0;
 }
 
+size_t kiln_ssh_upload_window(uint32_t rtt_us)
+{
+	uint64_t w;
+
+	if (!rtt_us)
+		return UPLOAD_WINDOW_UNKNOWN;
+	w = (uint64_t)rtt_us * UPLOAD_RATE_MAX / 1000000;
+	w = (w + 0xFFFF) & ~(uint64_t)0xFFFF; /* whole 64 KiB */
+	return (size_t)KILN_MIN(KILN_MAX(w, (uint64_t)UPLOAD_WINDOW_MIN), (uint64_t)UPLOAD_WINDOW_MAX);
+}
+
 /*
- * One step of a pipelined write: hands libssh2 up to UPLOAD_WINDOW bytes
+ * The window for an upload starting now on ss. The round trip is the
+ * kernel's minimum (the path's own delay), not its smoothed one: on an
+ * interactive connection that one is mostly delayed acknowledgements
+ * (3-9 ms measured on loopback, where the minimum is ~10 us).
+ */
+static size_t upload_window(const ssh_session *ss)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(ss->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt))
+		return UPLOAD_WINDOW_UNKNOWN;
+	return kiln_ssh_upload_window(ti.tcpi_min_rtt);
+}
+
+/*
+ * One step of a pipelined write: hands libssh2 up to window bytes
  * starting at p (the bytes it already sent must be passed again,
  * unchanged) and returns how many the server acknowledged.
  */
 static int sftp_write_step(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *p, size_t n,
-			   const char *path, size_t *acked)
+			   size_t window, const char *path, size_t *acked)
 {
 	ssize_t rc;
 
 	for (;;) {
-		rc = libssh2_sftp_write(h, p, KILN_MIN(n, UPLOAD_WINDOW));
+		rc = libssh2_sftp_write(h, p, KILN_MIN(n, window));
 		if (rc > 0)
 			break;
 		if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
@@ -871,11 +908,11 @@ static int sftp_write_step(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *
 static int sftp_write_mem(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *data, size_t len,
 			  const char *path, uint64_t *bytes)
 {
-	size_t off = 0, acked = 0;
+	size_t off = 0, acked = 0, window = upload_window(ss);
 	int error;
 
 	while (off < len) {
-		if ((error = sftp_write_step(ss, h, data + off, len - off, path, &acked)) < 0)
+		if ((error = sftp_write_step(ss, h, data + off, len - off, window, path, &acked)) < 0)
 			return error;
 		off += acked;
 		if (bytes)
@@ -885,17 +922,20 @@ static int sftp_write_mem(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, const char *d
 }
 
 /*
- * Streams a local file through a buffer of UPLOAD_BUFFER_WINDOWS windows:
- * read from the file in large pieces, handed to libssh2 one window at a
- * time, and compacted (the unacknowledged tail moved to the front) only
- * when less than a window is left at the end, so that moving costs about
- * 1/(UPLOAD_BUFFER_WINDOWS - 1) of a copy of the data.
+ * Streams a local file through a buffer of 1.25 windows: read from the
+ * file in pieces of up to a quarter window, handed to libssh2 a window at
+ * a time, and compacted (the unacknowledged tail, less than a window,
+ * moved to the front) when less than a window is left at the end, that
+ * is after at least a quarter window was acknowledged: moving costs at
+ * most four copies of the data, in a buffer that stays in the CPU's cache
+ * on loopback and LAN (480 KiB), next to libssh2's encryption of each
+ * byte, which costs far more.
  */
-#define UPLOAD_BUFFER_WINDOWS 4
 static int sftp_write_fd(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, int fd, const char *local,
 			 const char *path, uint64_t *bytes)
 {
-	const size_t cap = UPLOAD_BUFFER_WINDOWS * UPLOAD_WINDOW;
+	const size_t window = upload_window(ss);
+	const size_t cap = window + window / 4;
 	char *buf = malloc(cap);
 	size_t off = 0, len = 0, acked = 0;
 	bool eof = false;
@@ -904,12 +944,12 @@ static int sftp_write_fd(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, int fd, const 
 	if (!buf)
 		return kiln_error_set(KILN_ENOMEM, "out of memory");
 	for (;;) {
-		if (off > cap - UPLOAD_WINDOW) {
+		if (off > cap - window) {
 			memmove(buf, buf + off, len - off);
 			len -= off;
 			off = 0;
 		}
-		while (!eof && len < cap && len - off < UPLOAD_WINDOW) {
+		while (!eof && len < cap && len - off < window) {
 			ssize_t n = read(fd, buf + len, cap - len);
 			if (n < 0 && errno == EINTR) {
 				if ((error = kiln_sleep_ms(0)) < 0)
@@ -926,7 +966,7 @@ static int sftp_write_fd(ssh_session *ss, LIBSSH2_SFTP_HANDLE *h, int fd, const 
 		}
 		if (off == len)
 			break;
-		if ((error = sftp_write_step(ss, h, buf + off, len - off, path, &acked)) < 0)
+		if ((error = sftp_write_step(ss, h, buf + off, len - off, window, path, &acked)) < 0)
 			goto done;
 		off += acked;
 		*bytes += acked;

@@ -96,4 +96,13 @@ typedef struct kiln_communicator {
 /* The real communicator over libssh2. */
 extern const kiln_communicator kiln_ssh_communicator;
 
+/*
+ * The bytes an SFTP upload keeps in flight on a connection whose (minimum)
+ * TCP round trip is rtt_us (0: unknown, 1 MiB): a round trip's worth of
+ * 100 MiB/s, kiln's own ceiling, between 384 KiB and 2 MiB. Each upload
+ * asks the kernel (TCP_INFO) when it starts; ssh.c says why. Public for
+ * the tests.
+ */
+size_t kiln_ssh_upload_window(uint32_t rtt_us);
+
 #endif

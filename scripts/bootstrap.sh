@@ -13,7 +13,7 @@ set -eu
 what=${1:-build}
 
 build_pkgs="build-essential cmake pkg-config libcurl4-openssl-dev libssl-dev
-libxml2-dev libjansson-dev libssh2-1-dev libcmocka-dev"
+libjansson-dev libssh2-1-dev libcmocka-dev"
 # the e2e suites: a real sshd stands in for the builder's instance, curl feeds
 # its AuthorizedKeysCommand, iproute2 for the network namespaces, jq reads
 # kiln's --json output and the AWS replies

@@ -624,7 +624,8 @@ static void sha256_hex(char out[65], const unsigned char *data, size_t len)
 
 static void test_upload_50mb_integrity(void **state)
 {
-	const size_t size = 50u << 20;
+	/* not a multiple of the window, of its quarter or of libssh2's 30000-byte requests */
+	const size_t size = (50u << 20) + 12345;
 	unsigned char *data;
 	char *src, *dst, want[65], got[256];
 	uint64_t bytes = 0;
@@ -700,6 +701,24 @@ static void test_cancel_during_upload(void **state)
 	free(data);
 }
 
+static void test_upload_window(void **state)
+{
+	(void)state;
+	/* no round trip known: the old fixed 1 MiB */
+	assert_int_equal(kiln_ssh_upload_window(0), 1u << 20);
+	/* loopback and LAN: never below 384 KiB */
+	assert_int_equal(kiln_ssh_upload_window(30), 384u << 10);
+	assert_int_equal(kiln_ssh_upload_window(3750), 384u << 10);
+	/* a round trip of 100 MiB/s, in whole 64 KiB */
+	assert_int_equal(kiln_ssh_upload_window(4000), 448u << 10);
+	assert_int_equal(kiln_ssh_upload_window(5000), 512u << 10);
+	assert_int_equal(kiln_ssh_upload_window(10000), 1u << 20);
+	/* a WAN: OpenSSH's 2 MiB at most */
+	assert_int_equal(kiln_ssh_upload_window(20000), 2u << 20);
+	assert_int_equal(kiln_ssh_upload_window(300000), 2u << 20);
+	assert_int_equal(kiln_ssh_upload_window(UINT32_MAX), 2u << 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -715,6 +734,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_upload_file_with_mode, reset_cancel),
 		cmocka_unit_test_teardown(test_upload_directory_trees, reset_cancel),
 		cmocka_unit_test_teardown(test_upload_50mb_integrity, reset_cancel),
+		cmocka_unit_test(test_upload_window),
 		cmocka_unit_test_teardown(test_cancel_during_upload, reset_cancel),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
