@@ -17,7 +17,8 @@
  *  - an append after any readable journal, whatever its tail (the next
  *    rollout's "end" after a crash mid-write): the file, opened with
  *    kiln_journal_open, continues the sequence, and reads back as before
- *    plus exactly that entry.
+ *    plus exactly that entry; kiln_journal_unfinished lists it unless it
+ *    has an "end".
  */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -131,6 +132,7 @@ static void check_append(const uint8_t *data, size_t size, const kiln_journal_st
 {
 	kiln_journal *j = NULL;
 	kiln_journal_state after;
+	kiln_strings unfinished = { 0 };
 	unsigned batch = st ? st->last_healthy_batch + 1 : 1;
 	json_t *e;
 	int rc;
@@ -156,6 +158,11 @@ static void check_append(const uint8_t *data, size_t size, const kiln_journal_st
 		FUZZ_CHECK(!strcmp(after.last_op, "healthy"));
 		FUZZ_CHECK(after.last_healthy_batch == KILN_MAX(st->last_healthy_batch, batch));
 		same_records(st, &after);
+		/* and `kiln status` lists it as interrupted unless it ended */
+		FUZZ_CHECK(kiln_journal_unfinished(&unfinished, scratch, "web") == 0);
+		FUZZ_CHECK(unfinished.n == (after.ended ? 0u : 1u));
+		FUZZ_CHECK(!unfinished.n || !strcmp(unfinished.items[0], "r1"));
+		kiln_strings_release(&unfinished);
 		kiln_journal_state_release(&after);
 	} else if (rc == 0) {
 		kiln_journal_state_release(&after);
