@@ -143,6 +143,8 @@ static int walk(kiln_jdoc *doc, struct scanner *sc, json_t *v, int depth)
 	return 0;
 }
 
+static void one_line(char *out, size_t size, const char *in);
+
 int kiln_jdoc_parse(kiln_jdoc **out, const char *name, const char *text, size_t len)
 {
 	kiln_jdoc *doc;
@@ -178,9 +180,15 @@ int kiln_jdoc_parse(kiln_jdoc **out, const char *name, const char *text, size_t 
 
 	doc->root = json_loadb(doc->text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!doc->root) {
+		/*
+		 * jansson quotes the bad token as it stood, which may run across
+		 * a line break ("near '"a\\<newline>'"; found by fuzz/fleet)
+		 */
+		char why[6 * JSON_ERROR_TEXT_LENGTH];
+		one_line(why, sizeof(why), jerr.text);
 		error = kiln_error_set(KILN_EINVALID, "%s:%d:%d: %s", name,
 				       jerr.line > 0 ? jerr.line : 1,
-				       jerr.column > 0 ? jerr.column : 1, jerr.text);
+				       jerr.column > 0 ? jerr.column : 1, why);
 		goto fail;
 	}
 	sc.p = doc->text;

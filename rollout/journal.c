@@ -26,17 +26,33 @@ int kiln_journal_path(kiln_buf *out, const char *state_dir, const char *fleet,
 	return kiln_buf_printf(out, "%s/rollouts/%s/%s.journal", state_dir, fleet, rollout_id);
 }
 
-/* The number of complete lines: appends continue its sequence. */
-static unsigned count_lines(const char *path)
+/*
+ * An existing journal, before appending: the number of entries (appends
+ * continue its sequence), and its torn tail cut off. A crash mid-append
+ * leaves a last line without its newline (or, on some file systems, NULs);
+ * the reader ignores it, but an append after it would glue the new entry
+ * onto it, and that garbled line, once no longer the last, would make the
+ * whole journal unreadable. A journal that does not read is left as it is.
+ */
+static int repair_tail(int fd, const char *path, unsigned *entries)
 {
 	kiln_journal_state st;
-	unsigned n = 0;
-	if (kiln_journal_read(&st, path) == 0) {
-		n = st.entries;
-		kiln_journal_state_release(&st);
+	struct stat sb;
+	int error = 0;
+
+	*entries = 0;
+	if (kiln_journal_read(&st, path) < 0) {
+		kiln_error_clear();
+		return 0;
 	}
-	kiln_error_clear();
-	return n;
+	*entries = st.entries;
+	if (fstat(fd, &sb) == 0 && (off_t)st.length < sb.st_size) {
+		if (ftruncate(fd, (off_t)st.length) < 0 || fdatasync(fd) < 0)
+			error = kiln_error_set_os(KILN_ERROR, errno,
+						  "cannot cut the torn end of journal '%s'", path);
+	}
+	kiln_journal_state_release(&st);
+	return error;
 }
 
 int kiln_journal_open(kiln_journal **out, const char *state_dir, const char *fleet,
@@ -45,6 +61,7 @@ int kiln_journal_open(kiln_journal **out, const char *state_dir, const char *fle
 	kiln_buf path = KILN_BUF_INIT, dir = KILN_BUF_INIT;
 	kiln_journal *j = NULL;
 	bool existed;
+	unsigned seq = 0;
 	int error, fd = -1;
 
 	*out = NULL;
@@ -65,13 +82,15 @@ int kiln_journal_open(kiln_journal **out, const char *state_dir, const char *fle
 			close(dfd);
 		}
 	}
+	if (existed && (error = repair_tail(fd, path.ptr, &seq)) < 0)
+		goto done;
 	if (!(j = calloc(1, sizeof(*j)))) {
 		error = kiln_error_set(KILN_ENOMEM, "out of memory");
 		goto done;
 	}
+	j->seq = seq;
 	j->fd = fd;
 	fd = -1;
-	j->seq = existed ? count_lines(path.ptr) : 0;
 	j->path = kiln_buf_detach(&path);
 	*out = j;
 	error = 0;
@@ -228,50 +247,64 @@ static int apply(kiln_journal_state *st, const json_t *e)
 	return 0;
 }
 
-int kiln_journal_read(kiln_journal_state *out, const char *path)
+int kiln_journal_read_text(kiln_journal_state *out, const char *name, const char *text,
+			   size_t len)
 {
-	kiln_buf text = KILN_BUF_INIT;
 	kiln_journal_state st;
-	char *line, *end;
+	const char *line = text, *end, *stop = text + len;
 	unsigned lineno = 0;
 	int error;
 
 	memset(&st, 0, sizeof(st));
-	kiln_buf_init(&text, JOURNAL_MAX);
-	if ((error = kiln_read_file(&text, path)) < 0)
-		goto done;
-	for (line = text.ptr; *line; line = end + 1) {
+	/*
+	 * Lines are split by length, not at a NUL: a NUL inside a line makes
+	 * that line bad (an error unless it is the last), it does not silently
+	 * end the journal before entries that were written after it.
+	 */
+	for (; line < stop; line = end + 1) {
 		json_error_t jerr;
 		json_t *e;
 		lineno++;
-		end = strchr(line, '\n');
-		if (!end) {
+		if (!(end = memchr(line, '\n', (size_t)(stop - line)))) {
 			/* no newline: a write torn by a crash; it never counted */
 			break;
 		}
 		if ((size_t)(end - line) > LINE_MAX_BYTES) {
-			error = kiln_error_set(KILN_ERROR, "%s:%u: journal line too long", path, lineno);
+			error = kiln_error_set(KILN_ERROR, "%s:%u: journal line too long", name, lineno);
 			goto done;
 		}
 		if (!(e = json_loadb(line, (size_t)(end - line), 0, &jerr)) || !json_is_object(e)) {
+			bool parsed = e != NULL;
 			json_decref(e);
 			/* a torn line can only be the last one */
-			if (end[1] == '\0')
+			if (end + 1 == stop)
 				break;
-			error = kiln_error_set(KILN_ERROR, "%s:%u: bad journal entry: %s", path, lineno,
-					       jerr.text);
+			error = kiln_error_set(KILN_ERROR, "%s:%u: bad journal entry: %s", name, lineno,
+					       parsed ? "not a JSON object" : jerr.text);
 			goto done;
 		}
 		error = apply(&st, e);
 		json_decref(e);
 		if (error < 0)
 			goto done;
+		st.length = (size_t)(end + 1 - text);
 	}
 	*out = st;
 	memset(&st, 0, sizeof(st));
 	error = 0;
 done:
 	kiln_journal_state_release(&st);
+	return error;
+}
+
+int kiln_journal_read(kiln_journal_state *out, const char *path)
+{
+	kiln_buf text = KILN_BUF_INIT;
+	int error;
+
+	kiln_buf_init(&text, JOURNAL_MAX);
+	if ((error = kiln_read_file(&text, path)) == 0)
+		error = kiln_journal_read_text(out, path, text.ptr, text.len);
 	kiln_buf_release(&text);
 	return error;
 }

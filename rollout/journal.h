@@ -9,7 +9,8 @@
  * Milestones without a call (a batch healthy, the end) are single lines.
  *
  * Appends are single write(2)s to an O_APPEND file followed by fdatasync:
- * a crash leaves at most a torn last line, which the reader ignores.
+ * a crash leaves at most a torn last line, which the reader ignores and
+ * kiln_journal_open cuts off before appending after it.
  *
  * The journal is this machine's record. The cloud carries what another
  * machine needs (instance tags, the lock record), so the engine reads
@@ -70,10 +71,18 @@ typedef struct kiln_journal_state {
 	char last_op[32];             /* the op of the last entry */
 	kiln_strings launched_ids;    /* every instance a launch returned */
 	kiln_strings terminated_ids;  /* every instance a terminate was asked for (ok) */
+	size_t length;                /* bytes up to the end of the last entry read */
 } kiln_journal_state;
 
-/* Reads a journal; a torn last line is ignored. Release with kiln_journal_state_release. */
+/*
+ * Reads a journal; a torn last line (no newline, or not a JSON object) is
+ * ignored, a bad line before it is an error "PATH:LINE: ...". Release with
+ * kiln_journal_state_release.
+ */
 int kiln_journal_read(kiln_journal_state *out, const char *path);
+/* The same, from text (len bytes, NULs included); name is what messages call it. */
+int kiln_journal_read_text(kiln_journal_state *out, const char *name, const char *text,
+			   size_t len);
 void kiln_journal_state_release(kiln_journal_state *st);
 
 /* Ids of this fleet's rollouts whose journals have no "end" entry, oldest first. */

@@ -5,7 +5,8 @@
  *
  * The client is the real one (aws/http.c: signing, the reply cap, the
  * error reading), built once with a transport of our own instead of
- * libcurl and one attempt per call, so no input ever causes a sleep. The
+ * libcurl, one attempt per call and no client-side rate limit
+ * (KILN_AWS_RATE_LIMIT=off), so no input ever causes a sleep. The
  * first request of an input gets the input; later ones (the next page of a
  * Describe, a second call of the same operation) get an empty document of
  * the same protocol, so a nextToken in the input ends the loop after one
@@ -16,6 +17,7 @@
 
 #include "aws/config.h"
 #include "aws/http.h"
+#include "aws/ratelimit.h"
 #include "core/error.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -74,6 +76,13 @@ static inline kiln_aws_client *fuzz_aws_client(void)
 	snprintf(fuzz_cfg.credentials.source, sizeof(fuzz_cfg.credentials.source), "fuzz");
 	o.transport = &fuzz_transport;
 	o.max_attempts = 1;
+	/*
+	 * EC2's token buckets (aws/ratelimit.h) would make every call wait
+	 * once the fuzzer has drained them: 8 to 26 execs a second instead
+	 * of thousands. Read when the client is made.
+	 */
+	if (setenv(KILN_AWS_RATELIMIT_ENV, "off", 1) < 0)
+		abort();
 	if (kiln_aws_client_new(&fuzz_client, &fuzz_cfg, &o) < 0)
 		abort();
 	return fuzz_client;

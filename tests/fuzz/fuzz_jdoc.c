@@ -72,6 +72,7 @@ static void check_rc(int rc, bool ok)
 	} else {
 		FUZZ_CHECK(rc == KILN_EINVALID && kiln_error_last()->code == KILN_EINVALID);
 		FUZZ_CHECK(strncmp(kiln_error_last()->message, NAME ":", strlen(NAME ":")) == 0);
+		FUZZ_CHECK(!strchr(kiln_error_last()->message, '\n'));
 	}
 }
 

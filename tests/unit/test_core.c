@@ -155,6 +155,10 @@ static void test_json_error_one_line(void **state)
 	kiln_jdoc_error(doc, root, "b", 0, "bad \"%s\"", json_string_value(json_object_get(root, "b")));
 	assert_string_equal(kiln_error_last()->message, "t.json:1:20: bad \"x\\u001by\"");
 	kiln_jdoc_free(doc);
+	/* jansson quotes a bad token as it stood, here across a line break */
+	assert_error(kiln_jdoc_parse(&doc, "t.json", "{\"a\\\\\\\n\x01", 8), KILN_EINVALID,
+		     "t.json:2:1: invalid escape near '\"a\\\\\\\\n'");
+	assert_null(strchr(kiln_error_last()->message, '\n'));
 }
 
 static void test_atomic_write_and_mode(void **state)

@@ -82,6 +82,77 @@ static void test_write_read(void **state)
 	kiln_test_rmtmp(dir);
 }
 
+/*
+ * A crash mid-append leaves a torn last line; whoever opens the journal
+ * next (a resumed rollout, or settle_journals appending the "end") must
+ * not glue its entry onto it: that garbled line, once not the last, made
+ * the whole journal unreadable (fuzz/rollout_journal found it).
+ */
+static void test_append_after_torn_line(void **state)
+{
+	static const char *const torn[] = {
+		"{\"seq\":3,\"op\":\"launch\",\"sta",  /* a torn write */
+		"\0\0\0\0\0\0\0\0",                       /* its data never reached the disk */
+		"[1]\n",                                 /* a last line that is no entry */
+	};
+	static const size_t torn_len[] = { 27, 8, 4 };
+	size_t i;
+	(void)state;
+
+	for (i = 0; i < KILN_ARRAY_SIZE(torn); i++) {
+		char *dir = kiln_test_mktmp();
+		kiln_journal *j = NULL;
+		kiln_journal_state st;
+		kiln_buf path = KILN_BUF_INIT;
+		int fd;
+
+		assert_int_equal(kiln_journal_open(&j, dir, "web", "r3"), 0);
+		append(j, "{\"op\":\"begin\",\"kind\":\"rollout\",\"fleet\":\"web\",\"rollout_id\":\"r3\"}");
+		append(j, "{\"op\":\"healthy\",\"batch\":1}");
+		kiln_journal_close(j);
+		assert_int_equal(kiln_journal_path(&path, dir, "web", "r3"), 0);
+		fd = open(path.ptr, O_WRONLY | O_APPEND);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, torn[i], torn_len[i]), (ssize_t)torn_len[i]);
+		close(fd);
+
+		assert_int_equal(kiln_journal_open(&j, dir, "web", "r3"), 0);
+		assert_int_equal(kiln_journal_seq(j), 2);
+		append(j, "{\"op\":\"end\",\"result\":\"abandoned\"}");
+		kiln_journal_close(j);
+		assert_int_equal(kiln_journal_open(&j, dir, "web", "r3"), 0);
+		append(j, "{\"op\":\"end\",\"result\":\"abandoned\"}");
+		kiln_journal_close(j);
+		assert_int_equal(kiln_journal_read(&st, path.ptr), 0);
+		assert_int_equal(st.entries, 4);
+		assert_true(st.ended);
+		assert_string_equal(st.result, "abandoned");
+		assert_int_equal(st.last_healthy_batch, 1);
+		kiln_journal_state_release(&st);
+		kiln_buf_release(&path);
+		kiln_test_rmtmp(dir);
+	}
+}
+
+/* A NUL does not end the journal early: a line holding one is a bad line. */
+static void test_nul_inside(void **state)
+{
+	static const char text[] = "{\"op\":\"begin\"}\n{\"op\":\0\"x\"}\n{\"op\":\"end\"}\n";
+	kiln_journal_state st;
+	(void)state;
+
+	assert_error(kiln_journal_read_text(&st, "j", text, sizeof(text) - 1), KILN_ERROR,
+		     "j:2: bad journal entry");
+	/* as the last line it is a torn one */
+	assert_int_equal(kiln_journal_read_text(&st, "j", text, 26), 0);
+	assert_int_equal(st.entries, 1);
+	assert_int_equal(st.length, 15);
+	kiln_journal_state_release(&st);
+	/* not an object: said so, not an empty reason */
+	assert_error(kiln_journal_read_text(&st, "j", "[1]\n{}\n", 7), KILN_ERROR,
+		     "j:1: bad journal entry: not a JSON object");
+}
+
 static int stop_at_2(void *ctx, unsigned seq, const json_t *e)
 {
 	(void)ctx;
@@ -119,6 +190,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_read),
 		cmocka_unit_test(test_hook_stops_writer),
+		cmocka_unit_test(test_append_after_torn_line),
+		cmocka_unit_test(test_nul_inside),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
