@@ -27,6 +27,17 @@ static bool contains_ci(const char *data, size_t len, const char *needle)
 	return false;
 }
 
+/*
+ * libxml2 prints some errors (encoding ones: "input conversion failed")
+ * through its generic handler even with XML_PARSE_NOERROR, and nothing
+ * below cli/ prints: kiln reads them from xmlGetLastError instead.
+ */
+static void silent(void *ctx, const char *fmt, ...)
+{
+	(void)ctx;
+	(void)fmt;
+}
+
 int kiln_xml_parse(kiln_xml **out, const char *data, size_t len)
 {
 	/*
@@ -44,6 +55,16 @@ int kiln_xml_parse(kiln_xml **out, const char *data, size_t len)
 	/* AWS never sends a DTD; one in a reply can only be trouble */
 	if (contains_ci(data, len, "<!doctype") || contains_ci(data, len, "<!entity"))
 		return kiln_error_set(KILN_ERROR, "cannot parse the reply: it declares a DOCTYPE or an ENTITY");
+	if (len == 0)
+		return kiln_error_set(KILN_ERROR, "cannot parse the reply as XML: it is empty");
+	/*
+	 * The last error is libxml2's (per thread), not this parse's: a parse
+	 * that fails without setting one would report the one before, from
+	 * another reply, quoting its bytes (found by tests/fuzz/fuzz_aws_reply:
+	 * an empty body's message quoted the previous reply).
+	 */
+	xmlResetLastError();
+	xmlSetGenericErrorFunc(NULL, silent);
 	doc = xmlReadMemory(data, (int)len, "reply.xml", NULL, opts);
 	if (!doc || !xmlDocGetRootElement(doc)) {
 		const xmlError *e = xmlGetLastError();
