@@ -149,6 +149,14 @@ static void test_not_xml(void **state)
 	assert_error(kiln_xml_parse(&x, "{\"json\": 1}", 11), KILN_ERROR, "cannot parse the reply as XML");
 	assert_error(kiln_xml_parse(&x, "", 0), KILN_ERROR, "cannot parse");
 	assert_error(kiln_xml_parse(&x, "<a><b></a>", 10), KILN_ERROR, "cannot parse");
+	/* a failure says what is wrong with this reply, never the one before */
+	assert_error(kiln_xml_parse(&x, "<a>SECRETISH</b>", 16), KILN_ERROR, "cannot parse");
+	assert_error(kiln_xml_parse(&x, "", 0), KILN_ERROR, "no root element");
+	assert_null(strstr(kiln_error_last()->message, "SECRETISH"));
+	assert_error(kiln_xml_parse(&x, "<a>SECRETISH</b>", 16), KILN_ERROR, "cannot parse");
+	assert_error(kiln_xml_parse(&x, " ", 1), KILN_ERROR, "cannot parse");
+	assert_null(strstr(kiln_error_last()->message, "SECRETISH"));
+	assert_null(strstr(kiln_error_last()->message, "mismatch"));
 	/* moto's HTML 500 starts with <!doctype html> */
 	assert_int_equal(kiln_xml_parse(&x, html, strlen(html)), KILN_ERROR);
 	free(html);
