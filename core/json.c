@@ -436,6 +436,16 @@ static int wrong_type(const kiln_jdoc *doc, const json_t *obj, const char *key, 
 			       kiln_json_type_name(v));
 }
 
+/*
+ * The text takes "\u0000" (JSON_ALLOW_NUL, above), but every caller reads a
+ * string as a C string, which would silently end at it ("web\u0000x" read
+ * as "web"; found by tests/fuzz/fuzz_fleet): refuse it where it stands.
+ */
+static bool has_nul(const json_t *v)
+{
+	return strlen(json_string_value(v)) != json_string_length(v);
+}
+
 int kiln_jdoc_get_string(const kiln_jdoc *doc, const json_t *obj, const char *key,
 			 bool required, const char **out)
 {
@@ -445,6 +455,8 @@ int kiln_jdoc_get_string(const kiln_jdoc *doc, const json_t *obj, const char *ke
 		return rc;
 	if (!json_is_string(v))
 		return wrong_type(doc, obj, key, v, "a string");
+	if (has_nul(v))
+		return kiln_jdoc_error(doc, obj, key, 0, "\"%s\" must not contain a NUL character (\\u0000)", key);
 	*out = json_string_value(v);
 	return 0;
 }
@@ -520,6 +532,9 @@ int kiln_jdoc_get_string_map(const kiln_jdoc *doc, const json_t *obj, const char
 		if (!json_is_string(v))
 			return kiln_jdoc_error(doc, m, k, 0, "\"%s\" in \"%s\" must be a string, not %s",
 					       k, key, kiln_json_type_name(v));
+		if (has_nul(v))
+			return kiln_jdoc_error(doc, m, k, 0,
+					       "\"%s\" in \"%s\" must not contain a NUL character (\\u0000)", k, key);
 	}
 	*out = m;
 	return 0;
@@ -539,6 +554,10 @@ int kiln_jdoc_get_string_array(const kiln_jdoc *doc, const json_t *obj, const ch
 			return kiln_jdoc_error(doc, a, NULL, i,
 					       "element %zu of \"%s\" must be a string, not %s", i + 1,
 					       key, kiln_json_type_name(v));
+		if (has_nul(v))
+			return kiln_jdoc_error(doc, a, NULL, i,
+					       "element %zu of \"%s\" must not contain a NUL character (\\u0000)",
+					       i + 1, key);
 	}
 	*out = a;
 	return 0;

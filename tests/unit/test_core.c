@@ -161,6 +161,25 @@ static void test_json_error_one_line(void **state)
 	assert_null(strchr(kiln_error_last()->message, '\n'));
 }
 
+/* "\u0000" parses, but a string read as a C string would end there: refused, positioned */
+static void test_json_string_with_nul(void **state)
+{
+	static const char text[] = "{\"image\": \"web\\u0000x\", \"tags\": {\"a\": \"b\\u0000\"},\n \"ids\": [\"i-1\", \"\\u0000\"]}";
+	kiln_jdoc *doc = NULL;
+	json_t *root, *m, *a;
+	const char *s;
+	(void)state;
+	assert_int_equal(kiln_jdoc_parse(&doc, "f.json", text, strlen(text)), 0);
+	root = kiln_jdoc_root(doc);
+	assert_error(kiln_jdoc_get_string(doc, root, "image", true, &s), KILN_EINVALID,
+		     "f.json:1:11: \"image\" must not contain a NUL character");
+	assert_error(kiln_jdoc_get_string_map(doc, root, "tags", &m), KILN_EINVALID,
+		     "\"a\" in \"tags\" must not contain a NUL character");
+	assert_error(kiln_jdoc_get_string_array(doc, root, "ids", true, &a), KILN_EINVALID,
+		     "f.json:2:17: element 2 of \"ids\" must not contain a NUL character");
+	kiln_jdoc_free(doc);
+}
+
 static void test_atomic_write_and_mode(void **state)
 {
 	char *dir = kiln_test_mktmp(), *path = kiln_strdupf("%s/a/b/key", dir);
@@ -330,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_buf_cap),
 		cmocka_unit_test(test_view_and_parse),
 		cmocka_unit_test(test_error_one_line),
+		cmocka_unit_test(test_json_string_with_nul),
 		cmocka_unit_test(test_error_prefix_keeps_cloud_fields),
 		cmocka_unit_test(test_json_positions),
 		cmocka_unit_test(test_json_syntax_error),
