@@ -15,12 +15,14 @@
  * a scratch directory made once; nothing may appear there). The real
  * (not dry) cleanup is not run: it unlinks the key_file a journal names.
  */
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "builder/cleanup.h"
 #include "builder/journal.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "tests/fuzz/fuzz.h"
 
 static char scratch[64];
@@ -111,6 +113,11 @@ static int open_region(kiln_cloud *c, const char *region, kiln_cloud **out)
 	return 0;
 }
 
+static void remove_scratch(void)
+{
+	kiln_remove_tree(scratch);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -119,6 +126,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(scratch, sizeof(scratch), "%.40s/kiln-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(scratch))
 		abort();
+	atexit(remove_scratch); /* make check replays every run: leave no /tmp litter */
 	snprintf(path, sizeof(path), "%s/b-1.json", scratch);
 	return 0;
 }

@@ -17,6 +17,7 @@
  * after kiln_template_set_version no "{{version}}" is left anywhere it may
  * appear.
  */
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include "builder/template.h"
@@ -36,6 +37,11 @@ static void put(const char *rel, const char *text)
 		abort();
 }
 
+static void remove_scratch(void)
+{
+	kiln_remove_tree(scratch);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -47,6 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(scratch, sizeof(scratch), "%.40s/kiln-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(scratch))
 		abort();
+	atexit(remove_scratch); /* make check replays every run: leave no /tmp litter */
 	for (i = 0; i < KILN_ARRAY_SIZE(dirs); i++) {
 		snprintf(p, sizeof(p), "%s/%s", scratch, dirs[i]);
 		if (kiln_mkdir_p(p, 0755) < 0)
